@@ -227,8 +227,9 @@ class Registries:
 def _fill(pm: PluginManager, spec: RegistryKind) -> Registry[Any]:
     registry: Registry[Any] = Registry(spec.kind)
     caller = getattr(pm.hook, spec.hook)
-    # Call each plugin's implementation on its own, so every entry is stamped with who made it.
-    for impl in reversed(caller.get_hookimpls()):
+    # Call each plugin's implementation on its own (in registration order: built-ins first), so every
+    # entry is stamped with who made it.
+    for impl in caller.get_hookimpls():
         plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
         source = pm.source_of(impl.plugin)
 

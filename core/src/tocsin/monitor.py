@@ -1,0 +1,362 @@
+"""The Monitor: assembles config, plugins, storage and services, and owns their lifecycle.
+
+Recording (metrics, spans, logs) is synchronous, thread-safe and cheap: it only touches in-memory
+aggregates and bounded buffers. A flusher task on the monitor's event loop writes them to storage in
+batches, every flush interval or as soon as a buffer holds a full batch. In async apps the monitor runs
+on the app's loop (`async with monitor:`); in sync apps `monitor.start()` (or `with monitor:`) starts a
+background thread that owns a loop. Everything is flushed on close and, as a last resort, at interpreter
+exit. Monitoring failures are counted and reported, never raised into the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+from tocsin.aio import await_me_maybe
+from tocsin.buffer import BoundedBuffer
+from tocsin.config import Config, load_config
+from tocsin.errors import TocsinError
+from tocsin.events import EventBus
+from tocsin.log_handler import TocsinHandler
+from tocsin.logs import Logger, drain_records
+from tocsin.metrics import MetricsRegistry
+from tocsin.models import Event
+from tocsin.plugins import PluginManager, Registries, build_registries, make_plugin_manager
+from tocsin.sampling import make_sampler
+from tocsin.storage import Retention, StorageBackend
+from tocsin.tracing import Tracer
+
+T = TypeVar("T")
+
+internal_log = logging.getLogger("tocsin")
+
+SPAN_BATCH = 512
+RETRY_LIMIT = 10_000  # records kept for retry per signal while storage is failing
+
+
+class Monitor:
+    """tocsin in one object: `monitor.metrics`, `monitor.tracer`, `monitor.log`, `monitor.events`, storage."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        pm: PluginManager | None = None,
+        registries: Registries | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.pm = pm or make_plugin_manager()
+        self.registries = registries or build_registries(self.pm)
+        self.config = config or load_config({}, registries=self.registries)
+        self.clock = clock
+        self.events = EventBus()
+        cfg = self.config
+        self.metrics = MetricsRegistry(max_series=cfg.metrics.max_series_per_metric, on_event=self.emit, clock=clock)
+        self.span_buffer: BoundedBuffer[Any] = BoundedBuffer(
+            "spans", cfg.tracing.buffer_size, batch_size=min(SPAN_BATCH, cfg.tracing.buffer_size),
+            on_batch=self._wake, on_first_drop=self._buffer_full,
+        )
+        sampler = make_sampler(cfg.tracing.sampler if cfg.tracing.enabled else "always_off", cfg.tracing.sample_rate)
+        self.tracer = Tracer(service=cfg.service, buffer=self.span_buffer, sampler=sampler, clock=clock)
+        self.log_buffer: BoundedBuffer[Any] = BoundedBuffer(
+            "logs", cfg.logging.buffer_size, batch_size=min(cfg.logging.batch_size, cfg.logging.buffer_size),
+            on_batch=self._wake, on_first_drop=self._buffer_full,
+        )
+        self.log = Logger(buffer=self.log_buffer, service=cfg.service, name=cfg.service, level=cfg.logging.level,
+                          clock=clock)
+        self.storage: StorageBackend | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_event: asyncio.Event | None = None
+        self._flush_lock: asyncio.Lock | None = None
+        self._retry: dict[str, list[Any]] = {"logs": [], "spans": [], "metrics": []}
+        self._dropped_seen = {"logs": 0, "spans": 0}
+        self._stdlib_handler: TocsinHandler | None = None
+        self.started = False
+        self.closed = False
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        entrypoints: bool = True,
+        environ: Mapping[str, str] | None = None,
+    ) -> Monitor:
+        """Build a monitor from a config path or dict (or `TOCSIN_CONFIG`, or defaults), with installed plugins."""
+        pm = make_plugin_manager(*plugins, entrypoints=entrypoints)
+        registries = build_registries(pm)
+        config = load_config(source, registries=registries, environ=environ)
+        return cls(config, pm=pm, registries=registries)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Publish an event on the bus and to `on_event` hooks (hooks run on the monitor's loop). Thread-safe."""
+        self.events.publish(event)
+        loop = self.loop
+        if loop is None or loop.is_closed() or not self.pm.hook.on_event.get_hookimpls():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(self._call_on_event(event))
+        else:
+            asyncio.run_coroutine_threadsafe(self._call_on_event(event), loop)
+
+    async def _call_on_event(self, event: Event) -> None:
+        await self._call_hooks("on_event", monitor=self, event=event)
+
+    async def _call_hooks(self, name: str, *, raise_errors: bool = False, **kwargs: Any) -> None:
+        """Call each implementation on its own, so one raising plugin does not stop the others."""
+        for impl in reversed(getattr(self.pm.hook, name).get_hookimpls()):
+            args = {arg: kwargs[arg] for arg in impl.argnames}
+            try:
+                await await_me_maybe(impl.function(**args))
+            except Exception as error:
+                if raise_errors:
+                    raise
+                internal_log.warning("tocsin: %s hook of %s failed: %r", name, self.pm.source_of(impl.plugin), error)
+
+    def _buffer_full(self, message: str) -> None:
+        internal_log.warning("tocsin: %s", message)
+        self.emit(Event(topic="system", type="buffer_full", time_ns=self.clock(), data={"message": message}))
+
+    def _wake(self) -> None:
+        loop, flag = self.loop, self._wake_event
+        if loop is not None and flag is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(flag.set)
+            except RuntimeError:  # loop closing
+                pass
+
+    # -- lifecycle (async) -------------------------------------------------------------------------
+
+    async def astart(self) -> Monitor:
+        """Open storage and start the background services on the running loop."""
+        if self.started:
+            return self
+        backend_cls = self.registries.storage.get(self.config.storage.backend)
+        options = self.config.storage.options
+        self.storage = backend_cls(options if options is not None else backend_cls.Config())
+        await self.storage.open()
+        self.loop = asyncio.get_running_loop()
+        self._wake_event = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self.started = True
+        self._tasks = [
+            asyncio.create_task(self._flusher(), name="tocsin-flusher"),
+            asyncio.create_task(self._sweeper(), name="tocsin-retention"),
+        ]
+        if self.config.logging.capture_stdlib:
+            self._stdlib_handler = TocsinHandler(self.log)
+            logging.getLogger().addHandler(self._stdlib_handler)
+        await self._call_hooks("startup", raise_errors=True, monitor=self)
+        atexit.register(self._at_exit)
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the services, flush every buffer, and close storage. Safe to call twice."""
+        if self.closed or not self.started:
+            self.closed = True
+            return
+        self.closed = True
+        atexit.unregister(self._at_exit)
+        await self._call_hooks("shutdown", monitor=self)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._final_flush()
+
+    async def _final_flush(self) -> None:
+        if self._stdlib_handler is not None:
+            logging.getLogger().removeHandler(self._stdlib_handler)
+        await self.flush()
+        await self._storage().close()
+
+    async def __aenter__(self) -> Monitor:
+        return await self.astart()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- lifecycle (sync, background thread) -------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> Monitor:
+        """Start on a background thread that owns an event loop (for sync apps)."""
+        if self.started:
+            return self
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="tocsin-loop", daemon=True)
+        self._thread.start()
+        ready.wait(timeout)
+        try:
+            asyncio.run_coroutine_threadsafe(self.astart(), loop).result(timeout)
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout)
+            raise
+        return self
+
+    def close(self, timeout: float = 30) -> None:
+        """Flush and stop the background thread started by `start()`."""
+        thread, loop = self._thread, self.loop
+        if thread is None or loop is None:
+            self.closed = True
+            return
+        try:
+            if not self.closed:
+                asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout)
+            self._thread = None
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30) -> T:
+        """Run a coroutine on the monitor's loop from another thread and wait for it (for sync apps)."""
+        if self.loop is None:
+            raise TocsinError("the monitor is not started; call monitor.start() first")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _at_exit(self) -> None:
+        """Interpreter exit: flush what is still buffered, best effort."""
+        try:
+            if self._thread is not None:
+                self.close(timeout=10)
+            elif self.loop is not None and not self.closed:
+                # The app's loop is gone (asyncio.run returned without `async with`): flush on a fresh one.
+                self.closed = True
+                self._flush_lock = None
+                asyncio.run(self._final_flush())
+        except Exception as error:  # pragma: no cover - nothing left to report to
+            internal_log.warning("tocsin: final flush at exit failed: %r", error)
+
+    # -- flushing ----------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write everything buffered so far: logs, finished (and long-running) spans, and metrics."""
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        async with self._flush_lock:
+            await self._flush_logs()
+            await self._flush_spans()
+            await self._flush_metrics()
+
+    async def _flush_logs(self) -> None:
+        await self._write("logs", drain_records(self.log_buffer), self._storage().write_logs)
+
+    async def _flush_spans(self) -> None:
+        spans = self.tracer.drain(self.clock(), live_after_s=self.config.tracing.live_after)
+        await self._write("spans", spans, self._storage().write_spans)
+
+    async def _flush_metrics(self) -> None:
+        rollups = self.metrics.collect() if self.config.metrics.enabled else []
+        await self._write("metrics", rollups, self._storage().write_metrics)
+
+    def _storage(self) -> StorageBackend:
+        if self.storage is None:
+            raise TocsinError("the monitor is not started; use `async with monitor:` or monitor.start()")
+        return self.storage
+
+    async def _write(self, signal: str, items: list[Any], writer: Callable[[list[Any]], Awaitable[None]]) -> None:
+        """Write a batch (plus any earlier batch that failed); on failure keep it for retry, bounded."""
+        pending = self._retry[signal]
+        batch = [*pending, *items] if pending else items
+        self._count_buffer_drops()
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            await writer(batch)
+        except Exception as error:
+            kept = batch[-RETRY_LIMIT:]
+            self._retry[signal] = kept
+            self.metrics.counter("tocsin_flush_errors_total").inc(signal=signal)
+            if len(batch) > len(kept):
+                self.metrics.counter("tocsin_records_dropped_total").inc(len(batch) - len(kept), signal=signal)
+            internal_log.warning("tocsin: writing %d %s to storage failed (will retry): %r", len(batch), signal, error)
+            return
+        self._retry[signal] = []
+        self.metrics.counter("tocsin_records_written_total").inc(len(batch), signal=signal)
+        self.metrics.histogram("tocsin_flush_seconds").observe(time.perf_counter() - started, signal=signal)
+        if signal != "metrics":
+            self.emit(Event(topic=signal if signal == "logs" else "traces", type="written", time_ns=self.clock(),
+                            data={"count": len(batch)}))
+
+    def _count_buffer_drops(self) -> None:
+        for signal, buffer in (("logs", self.log_buffer), ("spans", self.span_buffer)):
+            new = buffer.dropped - self._dropped_seen[signal]
+            if new:
+                self._dropped_seen[signal] = buffer.dropped
+                self.metrics.counter("tocsin_records_dropped_total").inc(new, signal=signal)
+
+    async def _flusher(self) -> None:
+        """Flush each signal on its own interval, or early when a buffer holds a full batch."""
+        cfg = self.config
+        intervals = {"logs": cfg.logging.flush_interval, "spans": cfg.tracing.flush_interval,
+                     "metrics": cfg.metrics.flush_interval}
+        flushers = {"logs": self._flush_logs, "spans": self._flush_spans, "metrics": self._flush_metrics}
+        now = time.monotonic()
+        due = {signal: now + max(interval, 0.01) for signal, interval in intervals.items()}
+        assert self._wake_event is not None and self._flush_lock is not None
+        while True:
+            timeout = max(0.0, min(due.values()) - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake_event.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._wake_event.clear()
+            now = time.monotonic()
+            for signal, flush in flushers.items():
+                batch_ready = (signal == "logs" and len(self.log_buffer) >= self.log_buffer.batch_size) or (
+                    signal == "spans" and len(self.span_buffer) >= self.span_buffer.batch_size)
+                if now >= due[signal] or batch_ready:
+                    due[signal] = now + max(intervals[signal], 0.01)
+                    try:
+                        async with self._flush_lock:
+                            await flush()
+                    except Exception as error:  # never let the flusher die
+                        internal_log.warning("tocsin: flushing %s failed: %r", signal, error)
+
+    def retention(self) -> Retention:
+        """The configured retention as the storage protocol takes it (0 means keep forever)."""
+        cfg = self.config.storage.retention
+        return Retention(**{name: (getattr(cfg, name) or None) for name in Retention.__struct_fields__})
+
+    async def _sweeper(self) -> None:
+        interval = max(float(self.config.storage.retention.sweep_interval), 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                deleted = await self._storage().sweep(self.retention(), self.clock())
+            except Exception as error:
+                internal_log.warning("tocsin: retention sweep failed: %r", error)
+                continue
+            if any(deleted.values()):
+                self.emit(Event(topic="system", type="retention_sweep", time_ns=self.clock(), data=deleted))

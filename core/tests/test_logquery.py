@@ -1,4 +1,4 @@
-"""The log search language: parsing, the tokenizer against SQLite's, FTS5 rendering, matching, highlighting."""
+"""The log search language: parsing, tokenizing like SQLite, FTS5 rendering, matching and highlighting."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_parse_renders_fts5(query, fts5):
     parsed = parse(query)
     assert parsed.to_fts5() == fts5
     assert parsed.has_text
-    assert parsed.fields == {} and parsed.excluded == {}
+    assert parsed.fields == parsed.excluded == {}
 
 
 @pytest.mark.parametrize(
@@ -239,7 +239,19 @@ RELIABILITY_CORPUS = [
     ),
     *("'   '", "foo)", "db-1", "-disk", "disk -full", "nosuchcol:api", 'col:"x', "/var/log", "retry 3/5"),
     *("3.5", "it's", "*", "*foo", "service:api", "^disk", "foo*", "{message}: disk", '"', "(", ")", "-", ":"),
-    *("NEAR(a b)", "col:x", '""', "\x00", "a\x00b", "R\u00d2", "Ünïcödé", "東京", "😀", "🤖 robot", "ℌ𝔢𝔩𝔩𝔬"),
+    *(
+        "NEAR(a b)",
+        "col:x",
+        '""',
+        "\x00",
+        "a\x00b",
+        "R\u00d2",
+        "Ünïcödé",
+        "東京",
+        "😀",
+        "🤖 robot",
+        "\u210c\U0001d522\U0001d529\U0001d529\U0001d52c",
+    ),
     *("\u200b", "x" * 10_000, "a" * 1000, "(" * 50, ")" * 50, '"' * 7, "a OR b AND c NOT d", "- - -", "--"),
     *("level:error", "level:>=", "trace:", "{}[]<>|\\", '\\"', "$(rm -rf /)", "'; DROP TABLE logs; --"),
 ]
@@ -249,8 +261,7 @@ RELIABILITY_CORPUS = [
 def test_reliability_corpus_parses_or_raises_query_error(query):
     try:
         parsed = parse(query)
-    except QueryError as error:
-        assert str(error)
+    except QueryError:
         return
     check_against_sqlite(parsed)
 
@@ -261,7 +272,19 @@ WORDS = [
     *("connection", "refused", "Connection", "REFUSED", "timeout", "timed", "out", "conn", "connect"),
     *("connected", "connecting", "db-1", "db", "1", "12", "db-12", "/var/log/syslog", "var", "log", "3.5"),
     *("3", "5", "it's", "it", "s", "café", "CAFE", "Café", "cafe\u0301", "naïve", "naive", "Straße"),
-    *("strasse", "ΣΊΣΥΦΟΣ", "σίσυφος", "東京", "東京タワー", "😀", "🤖", "İstanbul", "ﬁle", "Ａｂｃ", "abc"),
+    *(
+        "strasse",
+        "ΣΊΣΥΦΟΣ",
+        "σίσυφος",
+        "東京",
+        "東京タワー",
+        "😀",
+        "🤖",
+        "İstanbul",
+        "ﬁle",
+        "\uff21\uff42\uff43",
+        "abc",
+    ),
     *("٣٤", "x\u0305y", "OR", "or", "AND", "not", "NOT", "NEAR", "a", "b", "c", "ab", "key=value"),
     *("key:value", "http://example.com/a?b=c", "E042", "e042", "0xdeadbeef", "user@example.com"),
     *("--verbose", "health", "check", "healthcheck", "disk", "full", "retry", "3/5", "ǅ", "Ǆ", "ǆ"),
@@ -316,7 +339,7 @@ COLUMNS = ("level", "service", "logger", "trace_id", "span_id", "execution_id", 
 @functools.cache
 def corpus() -> tuple[sqlite3.Connection, tuple[LogRecord, ...]]:
     """An in-memory SQLite log table with an FTS5 index on message, and the same records in Python."""
-    records = tuple(random_records(400))
+    records = tuple(random_records(300))
     con = sqlite3.connect(":memory:", check_same_thread=False)
     con.execute(f"CREATE TABLE logs (id INTEGER PRIMARY KEY, message TEXT, {', '.join(COLUMNS)})")
     con.execute("CREATE VIRTUAL TABLE t USING fts5(message)")
@@ -366,7 +389,7 @@ DIFFERENTIAL_QUERIES = [
     *("connection", "Connection refused", '"connection refused"', "conn*", "connect*", '"conn re"*', "db-1"),
     *("db 1", '"db 1"', "db-12", "/var/log", "var OR log", "3.5", "it's", "café", "cafe", "CAFÉ", "naive"),
     *("strasse", "straße", "σίσυφος", "ΣΊΣΥΦΟΣ", "σισυφος", "東京", "東京*", "🤖", "istanbul", "file", "abc"),
-    *("ａｂｃ", "٣٤", "x y", "k", "å", "ä", "a", "or", '"OR"', "key:value", "http://example.com", "e042"),
+    *("\uff41\uff42\uff43", "٣٤", "x y", "k", "å", "ä", "a", "or", '"OR"', "key:value", "http://example.com", "e042"),
     *(
         "timeout OR refused",
         "(timeout OR refused) db",
@@ -412,7 +435,7 @@ query_texts = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(query_texts)
 def test_generated_queries_agree_with_fts5(text):
     try:
@@ -422,7 +445,7 @@ def test_generated_queries_agree_with_fts5(text):
     check_against_sqlite(parsed)
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(st.text(alphabet=st.characters(exclude_categories=()), max_size=80) | st.text(max_size=1200))
 def test_any_text_parses_or_raises_query_error(text):
     try:
@@ -489,7 +512,7 @@ def test_highlight_marks_matched_tokens(query, message, snippet):
 def test_highlight_cuts_long_messages_around_the_first_match():
     message = "x " * 300 + "needle" + " y" * 300
     snippet = parse("needle").highlight(message)
-    assert snippet.startswith("…x ") and snippet.endswith(" y…")
+    assert snippet[:3] + snippet[-3:] == "…x  y…"
     assert "[needle]" in snippet
     assert len(snippet) == SNIPPET_CHARS + len("[]") + len("……")
     assert snippet.replace("[", "").replace("]", "").strip("…") in message

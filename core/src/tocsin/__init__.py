@@ -26,11 +26,22 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
     __version__ = "0.0.0"
 
+
+def __getattr__(name: str):
+    """Import the Monitor lazily, so plugins importing `tocsin.hookimpl` stay cheap and cycle-free."""
+    if name == "Monitor":
+        from tocsin.monitor import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'tocsin' has no attribute {name!r}")
+
+
 __all__ = [
     "ConfigError",
     "DeliveryError",
     "DuplicateRegistration",
     "InstrumentError",
+    "Monitor",
     "Notification",
     "NotificationChannel",
     "PluginError",

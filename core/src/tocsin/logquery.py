@@ -175,12 +175,15 @@ def _fold_table() -> dict[int, str | None]:
 
 
 _SEPARATOR_CLASS = _char_class([*_ASCII_SEPARATORS, *_hex_ranges(_SEPARATORS)])
+_ASCII_TOKEN = re.compile("[0-9a-z]+")  # the common case, after str.lower(); about 10x faster
 _TOKEN = re.compile(f"[^{_SEPARATOR_CLASS}{_char_class(_hex_ranges(_DIACRITICS))}][^{_SEPARATOR_CLASS}]*")
 _FOLD = _fold_table()
 
 
 def tokenize(text: str) -> list[str]:
     """Split text into folded tokens exactly as SQLite FTS5's unicode61 tokenizer (remove_diacritics 1)."""
+    if text.isascii():
+        return _ASCII_TOKEN.findall(text.lower())
     return [match.group().translate(_FOLD) for match in _TOKEN.finditer(text)]
 
 
@@ -236,23 +239,21 @@ def _occurrences(term: Term, tokens: list[str]) -> Iterator[int]:
 
 
 def _matches(node: Node, message: _Message) -> bool:
-    """Evaluate the text expression against a tokenized message."""
-    match node:
-        case Term(tokens=(token,), prefix=False):
-            return token in message.vocabulary
-        case Term(tokens=(token,), prefix=True):
-            return any(word.startswith(token) for word in message.vocabulary)
-        case Term(tokens=tokens):
+    """Evaluate the text expression against a tokenized message (isinstance chain: this is the hot path)."""
+    if isinstance(node, Term):
+        if len(node.tokens) > 1:
             return (
-                message.vocabulary.issuperset(tokens[:-1])
+                message.vocabulary.issuperset(node.tokens[:-1])
                 and next(_occurrences(node, message.tokens), None) is not None
             )
-        case AllOf(items=items):
-            return all(_matches(item, message) for item in items)
-        case AnyOf(items=items):
-            return any(_matches(item, message) for item in items)
-        case Not(item=item):
-            return not _matches(item, message)
+        if node.prefix:
+            return any(word.startswith(node.tokens[0]) for word in message.vocabulary)
+        return node.tokens[0] in message.vocabulary
+    if isinstance(node, AllOf):
+        return all(_matches(item, message) for item in node.items)
+    if isinstance(node, AnyOf):
+        return any(_matches(item, message) for item in node.items)
+    return not _matches(node.item, message)
 
 
 def _fts5(node: Node) -> str:
@@ -576,9 +577,7 @@ class _Parser:
         lexeme = self.take()
         if lexeme.kind == "(":
             if depth >= MAX_DEPTH:
-                raise QueryError(
-                    f"parentheses nest deeper than {MAX_DEPTH} levels at character {lexeme.at + 1}"
-                )
+                raise QueryError(f"parentheses nest deeper than {MAX_DEPTH} levels at character {lexeme.at + 1}")
             group = self.sequence(depth + 1)
             if self.peek() == ")":
                 self.take()
@@ -619,18 +618,12 @@ def parse(text: str) -> ParsedQuery:
     parser = _Parser(_lex(text))
     expr = parser.sequence(0)
     if parser.peek() == ")":
-        raise QueryError(
-            f"unmatched `)` at character {parser.take().at + 1}: remove it, or quote it to search for it"
-        )
+        raise QueryError(f"unmatched `)` at character {parser.take().at + 1}: remove it, or quote it to search for it")
     if parser.terms > MAX_TERMS:
-        raise QueryError(
-            f"query has {parser.terms} terms; the limit is {MAX_TERMS} (words, phrases and field filters)"
-        )
+        raise QueryError(f"query has {parser.terms} terms; the limit is {MAX_TERMS} (words, phrases and field filters)")
     if expr is None:
         if not parser.fields and not parser.excluded:
-            raise QueryError(
-                "nothing to search for: words need a letter or digit (`---` and `!!!` are ignored)"
-            )
+            raise QueryError("nothing to search for: words need a letter or digit (`---` and `!!!` are ignored)")
     else:
         _check_searchable(expr)
     return ParsedQuery(source=text, expr=expr, fields=parser.fields, excluded=parser.excluded)

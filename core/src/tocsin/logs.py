@@ -141,7 +141,7 @@ class Logger:
     ) -> None:
         """Queue a record made elsewhere (e.g. by stdlib logging) under another logger name, if enabled.
 
-        `fields` is kept as given (not copied), so pass a dict the caller no longer changes.
+        `fields` is taken over, not copied (its values are converted in place when drained): pass a new dict.
         """
         number = LEVEL_NUMBERS.get(level)
         if number is None:
@@ -185,7 +185,10 @@ def _to_record(entry: LogEntry) -> LogRecord:
         execution_id, step = execution.execution_id, execution.step
     else:
         execution_id = step = None
-    merged = {**bound, **fields} if bound else fields
+    attributes = {**bound, **fields} if bound else fields  # a dict the entry owns: converted in place
+    for key, value in attributes.items():
+        if type(value) not in _SCALARS:
+            attributes[key] = plain(value)
     return LogRecord(
         time_ns=time_ns,
         level=level,
@@ -196,7 +199,7 @@ def _to_record(entry: LogEntry) -> LogRecord:
         span_id=span_id,
         execution_id=execution_id,
         step=step,
-        attributes={key: plain(value) for key, value in merged.items()} if merged else {},
+        attributes=attributes,
     )
 
 

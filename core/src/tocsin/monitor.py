@@ -235,6 +235,7 @@ class Monitor:
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30) -> T:
         """Run a coroutine on the monitor's loop from another thread and wait for it (for sync apps)."""
         if self.loop is None:
+            coro.close()
             raise TocsinError("the monitor is not started; call monitor.start() first")
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 

@@ -9,9 +9,10 @@ how a P99 over a day is computed from per-interval rollups without reading raw p
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
-from itertools import repeat
+from collections.abc import Mapping, Sequence
+from itertools import accumulate, repeat
 from operator import mul
 
 from tocsin.models import Sketch
@@ -95,19 +96,14 @@ class LogSketch:
         if not 0 <= q <= 1:
             raise ValueError(f"quantile must be in [0, 1], got {q}")
         rank = q * (self.count - 1)
-        seen = 0
-        for key in sorted(self.negative, reverse=True):
-            seen += self.negative[key]
-            if seen > rank:
-                return -self._value(key)
+        key, seen = _passing(self.negative, sorted(self.negative, reverse=True), rank)
+        if key is not None:
+            return -self._value(key)
         seen += self.zeros
         if seen > rank:
             return 0.0
-        for key in sorted(self.positive):
-            seen += self.positive[key]
-            if seen > rank:
-                return self._value(key)
-        return self._value(max(self.positive))  # pragma: no cover - float rounding at q=1
+        key, _ = _passing(self.positive, sorted(self.positive), rank - seen)
+        return self._value(max(self.positive) if key is None else key)  # None: float rounding at q=1
 
     def to_model(self) -> Sketch:
         """The stored form."""
@@ -120,3 +116,10 @@ class LogSketch:
         sketch = cls(model.gamma)
         sketch.merge(model)
         return sketch
+
+
+def _passing(buckets: Mapping[int, int], keys: list[int], rank: float) -> tuple[int | None, int]:
+    """The first of `keys` whose running bucket count exceeds `rank` (None if none does), and their total."""
+    running = list(accumulate(map(buckets.__getitem__, keys)))  # C loops: no per-bucket bytecode
+    index = bisect_right(running, rank)
+    return (keys[index] if index < len(keys) else None), (running[-1] if running else 0)

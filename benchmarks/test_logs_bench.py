@@ -151,6 +151,15 @@ def test_filtered_stdlib(benchmark, file_logger):
 
 
 @pytest.mark.benchmark(group="log record: filtered-out level (per 1000 calls)")
+def test_filtered_stdlib_extra_2_fields(benchmark, file_logger):
+    def run() -> None:
+        for _ in LOOP:
+            file_logger.debug("user did something", extra={"user": "ann", "action": "login"})
+
+    per_record(benchmark, run)
+
+
+@pytest.mark.benchmark(group="log record: filtered-out level (per 1000 calls)")
 def test_filtered_tocsin(benchmark, tocsin_log, buffer):
     def run() -> None:
         for _ in LOOP:

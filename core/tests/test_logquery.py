@@ -7,6 +7,7 @@ import random
 import re
 import sqlite3
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,10 +28,10 @@ def record(message: str = "", **fields: object) -> LogRecord:
 # -- The tokenizer agrees with SQLite FTS5 unicode61 ---------------------------------------------------
 
 
-def sqlite_tokens(documents: list[str], tokenize_arg: str = "unicode61") -> list[list[str]]:
+def sqlite_tokens(documents: list[str]) -> list[list[str]]:
     """Tokenize documents with the linked SQLite's FTS5, via fts5vocab's per-instance listing."""
     con = sqlite3.connect(":memory:")
-    con.execute(f"CREATE VIRTUAL TABLE d USING fts5(body, tokenize = '{tokenize_arg}')")
+    con.execute("CREATE VIRTUAL TABLE d USING fts5(body)")  # the default tokenizer: unicode61
     con.execute("CREATE VIRTUAL TABLE v USING fts5vocab(d, 'instance')")
     con.executemany("INSERT INTO d(rowid, body) VALUES (?, ?)", enumerate(documents))
     found: list[list[str]] = [[] for _ in documents]
@@ -42,14 +43,15 @@ def sqlite_tokens(documents: list[str], tokenize_arg: str = "unicode61") -> list
 def codepoint_documents(codepoints: list[int], per_document: int = 2048) -> list[str]:
     """Documents that show, for each codepoint, whether it separates, starts or only continues a token."""
     return [
-        "".join(f" x{chr(c)}y {chr(c)} {chr(c)}Z" for c in codepoints[i : i + per_document])
+        "".join(f" x{chr(c)}y {chr(c)}" for c in codepoints[i : i + per_document])
         for i in range(0, len(codepoints), per_document)
     ]
 
 
 def test_tokenizer_agrees_with_sqlite_for_every_bmp_codepoint():
-    bmp = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF and c != 0]
-    documents = codepoint_documents(bmp)
+    bmp = [c for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
+    documents = [*codepoint_documents(bmp[:127]), *codepoint_documents(bmp)]  # ASCII has its own fast path
+    assert documents[0].isascii()
     assert [tokenize(document) for document in documents] == sqlite_tokens(documents)
 
 
@@ -435,7 +437,7 @@ query_texts = st.builds(
 )
 
 
-@settings(max_examples=250, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(query_texts)
 def test_generated_queries_agree_with_fts5(text):
     try:
@@ -445,8 +447,8 @@ def test_generated_queries_agree_with_fts5(text):
     check_against_sqlite(parsed)
 
 
-@settings(max_examples=150, deadline=None, database=None)
-@given(st.text(alphabet=st.characters(exclude_categories=()), max_size=80) | st.text(max_size=1200))
+@settings(max_examples=120, deadline=None, database=None)
+@given(st.text(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=200))
 def test_any_text_parses_or_raises_query_error(text):
     try:
         parsed = parse(text)
@@ -526,8 +528,6 @@ def test_highlight_window_stays_inside_the_message():
     assert parse("level:info").highlight("z" * 500) == "z" * SNIPPET_CHARS + "…"
 
 
-def test_parsed_query_is_a_struct():
-    parsed = parse("a")
-    assert parsed.source == "a"
-    with pytest.raises(AttributeError):
-        parsed.source = "b"  # type: ignore[misc]
+def test_parsed_query_round_trips_through_json():
+    parsed = parse('a -b (c OR "d ef"*) level:error+ -service:api')
+    assert msgspec.json.decode(msgspec.json.encode(parsed), type=ParsedQuery) == parsed

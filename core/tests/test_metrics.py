@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import random
@@ -132,6 +133,24 @@ def test_bound_handle_records_into_the_same_series(registry):
     requests.inc(route="/a")
     assert handle.labels == {"route": "/a"}
     assert summary(only(registry.collect(), "requests_total")) == (3, 6.0, 1.0, 4.0, 6.0)
+
+
+def test_equal_label_values_of_different_types_are_different_series(registry):
+    flags = registry.counter("flags_total")
+    for value in (1, True, 1.0, "1", True, 1, 1.0, "1", Fraction(1), True):
+        flags.inc(on=value)
+    series = by_labels(registry.collect(), "flags_total")
+    assert {key[0][1]: rollup.sum for key, rollup in series.items()} == {"1": 5.0, "True": 3.0, "1.0": 2.0}
+
+
+def test_str_enum_label_values_use_their_string_value_whatever_came_first(registry):
+    class Color(str, enum.Enum):  # noqa: UP042 - the mixin (not StrEnum) is the case where str() differs
+        RED = "red"
+
+    colors = registry.counter("colors_total")
+    for value in (Color.RED, "red", Color.RED, "red"):
+        colors.inc(color=value)
+    assert only(registry.collect(), "colors_total").labels == {"color": "red"}
 
 
 def test_unhashable_label_values_are_recorded_as_their_str(registry):
@@ -388,15 +407,17 @@ def test_values_must_be_int_or_float(registry, value, type_name):
     assert registry.collect() == []
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_values_must_be_finite(registry, value):
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 10**400, Fraction(10**400, 3)])
+def test_values_must_be_finite_and_fit_a_float(registry, value):
+    expected = r"metric '.': a recorded value must be finite and within float range, got (nan|inf|-inf|3333|1000)"
     for record in (
         registry.counter("c").inc,
         registry.gauge("g").set,
         registry.gauge("g").dec,
         registry.histogram("h").observe,
+        registry.histogram("h").labels(a="b").observe,
     ):
-        with pytest.raises(InstrumentError, match=r"a recorded value must be finite, got (nan|inf|-inf)"):
+        with pytest.raises(InstrumentError, match=expected):
             record(value)
     assert registry.collect() == []
 

@@ -123,9 +123,6 @@ _CASE_FOLDS = (
     "a77e-a786/2:+1 a78b:+1 a78d:-42280 a790-a792/2:+1 a7a0-a7a8/2:+1 a7aa:-42308 ff21-ff3a:+32 "
     "10400-10427:+40"
 )
-# Accents come off after case folding: a folded BMP letter whose canonical decomposition is an ASCII letter
-# plus one combining mark (U+0300..U+036F) becomes that ASCII letter. The rule reproduces SQLite's table
-# exactly, and canonical decompositions never change between Unicode versions.
 
 _ASCII_SEPARATORS = ((0x00, 0x2F), (0x3A, 0x40), (0x5B, 0x60), (0x7B, 0x7F))
 
@@ -145,7 +142,10 @@ def _char_class(ranges: list[tuple[int, int]]) -> str:
 
 
 def _strip_accent(char: str) -> str:
-    """`é` -> `e`: the ASCII letter of a letter that decomposes into one plus a single combining mark."""
+    """`é` -> `e`: remove_diacritics 1 takes the accent off a letter that is an ASCII letter plus one mark.
+
+    This rule reproduces SQLite's own table exactly, and canonical decompositions never change.
+    """
     parts = unicodedata.decomposition(char).split()
     if len(parts) == 2 and not parts[0].startswith("<"):
         base, mark = int(parts[0], 16), int(parts[1], 16)
@@ -155,7 +155,7 @@ def _strip_accent(char: str) -> str:
 
 
 def _fold_table() -> dict[int, str | None]:
-    """The str.translate table that folds token characters the way unicode61 does."""
+    """The str.translate table that folds token characters the way unicode61 does: case, then accents."""
     case: dict[int, int] = {}
     for item in _CASE_FOLDS.split():
         span, _, delta = item.partition(":")
@@ -164,9 +164,7 @@ def _fold_table() -> dict[int, str | None]:
         case.update((c, c + int(delta)) for c in range(first, last + 1, int(step or 1)))
     table: dict[int, str | None] = {}
     for c in (*case, *range(0xC0, 0x250), *range(0x1E00, 0x1F00)):  # the Latin blocks with accented letters
-        folded = chr(case.get(c, c))
-        if folded < "\U00010000":
-            folded = _strip_accent(folded)
+        folded = _strip_accent(chr(case.get(c, c)))
         if folded != chr(c):
             table[c] = folded
     for first, last in _hex_ranges(_DIACRITICS):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import sys
 
 from tocsin.errors import InstrumentError
 
@@ -19,7 +20,7 @@ LABEL_NAME_RULE = "[a-zA-Z_][a-zA-Z0-9_]* and not start with '__'"
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_INF = math.inf
+_MAX = sys.float_info.max
 
 
 def check_metric_name(name: object) -> str:
@@ -48,15 +49,20 @@ def finite_number(metric: str, value: object) -> float:
         raise InstrumentError(
             f"metric {metric!r}: a recorded value must be an int or float, got {type(value).__name__}"
         )
-    number = int(value) if isinstance(value, numbers.Integral) else float(value)
-    if number.__class__ is float and not -_INF < number < _INF:
-        raise InstrumentError(f"metric {metric!r}: a recorded value must be finite, got {number!r}")
+    try:
+        number = int(value) if isinstance(value, numbers.Integral) else float(value)
+    except OverflowError:  # a Fraction or Decimal beyond float range
+        number = math.inf
+    if not -_MAX <= number <= _MAX:  # also false for nan
+        raise InstrumentError(
+            f"metric {metric!r}: a recorded value must be finite and within float range, got {number!r:.40}"
+        )
     return number
 
 
 def counter_increment(metric: str, value: object) -> float:
     """`value` as a counter increment, or InstrumentError unless it is a finite number >= 0."""
-    if (value.__class__ is float and 0.0 <= value < _INF) or (value.__class__ is int and value >= 0):
+    if (value.__class__ is float or value.__class__ is int) and 0 <= value <= _MAX:
         return value  # type: ignore[return-value]  # checked just above
     number = finite_number(metric, value)
     if number < 0:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import threading
 from typing import ClassVar
 
 from tocsin.metric_rules import counter_increment, finite_number
-from tocsin.models import MetricKind, MetricRollup
+from tocsin.models import MetricKind, MetricRollup, Sketch
 from tocsin.sketch import LogSketch
 
 FOLD_AT = 256
@@ -28,6 +29,7 @@ FOLD_AT = 256
 _ONE = 1  # `value is _ONE` is true for the int 1 (CPython caches small ints), never for 1.0 or True
 _INF = math.inf
 _NEG_INF = -math.inf
+_MAX = sys.float_info.max  # the inline value check: a float or int within +-_MAX (so no nan, no inf)
 _UP = (1,)  # a gauge's pending list holds set values as numbers and inc/dec deltas as 1-tuples
 _DOWN = (-1,)
 
@@ -58,7 +60,9 @@ class _Aggregate:
         self.high = max(self.high, value)
         self.last = value
 
-    def rollup(self, series: Series, start_ns: int, interval_s: float, last: float) -> MetricRollup:
+    def rollup(
+        self, series: Series, start_ns: int, interval_s: float, last: float, sketch: Sketch | None = None
+    ) -> MetricRollup:
         return MetricRollup(
             name=series.metric,
             kind=series.kind,
@@ -70,7 +74,7 @@ class _Aggregate:
             min=float(self.low),
             max=float(self.high),
             last=float(last),
-            sketch=None,
+            sketch=sketch,
         )
 
 
@@ -165,7 +169,7 @@ class GaugeSeries(Series):
 
     def set(self, value: float) -> None:
         """Set the current value."""
-        if not ((value.__class__ is float and _NEG_INF < value < _INF) or value.__class__ is int):
+        if not ((value.__class__ is float or value.__class__ is int) and -_MAX <= value <= _MAX):
             value = finite_number(self.metric, value)
         self._push(value)
 
@@ -209,7 +213,7 @@ class HistogramSeries(Series):
     def observe(self, value: float) -> None:
         """Record one observation."""
         # Series._push inlined: one Python frame less on the histogram hot path (Histogram.observe too).
-        if not ((value.__class__ is float and _NEG_INF < value < _INF) or value.__class__ is int):
+        if not ((value.__class__ is float or value.__class__ is int) and -_MAX <= value <= _MAX):
             value = finite_number(self.metric, value)
         pending = self._pending
         pending.append(value)
@@ -225,6 +229,4 @@ class HistogramSeries(Series):
         if not agg.count:
             return None
         sketch, self._sketch = self._sketch, LogSketch()
-        rollup = agg.rollup(self, start_ns, interval_s, last=agg.last)
-        rollup.sketch = sketch.to_model()
-        return rollup
+        return agg.rollup(self, start_ns, interval_s, last=agg.last, sketch=sketch.to_model())

@@ -8,9 +8,15 @@
     metrics.histogram("http_request_seconds").observe(0.042, route="/")
     rollups = metrics.collect()                 # everything since the previous collect
 
+Rollups per interval: a counter reports its increase as `sum`, the number of inc calls as `count`,
+min/max over the increments and its running total as `last` (no rollup if it was not incremented);
+a gauge reports count/sum/min/max/last of the values it held, or repeats its current value once if it
+was left alone; a histogram reports count/sum/min/max/last and a LogSketch for percentiles.
+
 Label sets are resolved through a cache keyed by the call's `tuple(labels.items())`, so a repeated
-call costs one dict lookup; the first sight of a label set validates its names, turns its values into
-str and finds or creates the series under the instrument's lock. Each metric holds at most
+call with str values costs one dict lookup (int and bool values take a slower, type-aware cache; other
+values are converted on every call). The first sight of a label set validates its names, turns its
+values into str and finds or creates the series under the instrument's lock. Each metric holds at most
 `max_series` label sets; later ones are recorded into one `{"overflow": "true"}` series and a single
 "cardinality_limit" warning Event is sent. Recording itself takes no lock: see tocsin.metric_series.
 """
@@ -18,7 +24,7 @@ str and finds or creates the series under the instrument's lock. Each metric hol
 from __future__ import annotations
 
 import logging
-import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,12 +52,19 @@ DEFAULT_MAX_SERIES = 2000
 OVERFLOW_LABELS = (("overflow", "true"),)
 
 _ONE = 1  # see tocsin.metric_series: identity with the cached small int 1
-_INF = math.inf
-_NEG_INF = -math.inf
+_MAX = sys.float_info.max  # see tocsin.metric_series: the inline value check
 _logger = logging.getLogger(__name__)
+
+_STR = frozenset({str})
+_TYPED_CACHEABLE = frozenset({str, int, bool})  # equal values of one of these types print the same
 
 S = TypeVar("S", bound=Series)
 LabelKey = tuple[tuple[str, str], ...]
+
+
+def _label_value(value: object) -> str:
+    """A label value as str; a str subclass gives its string (a `(str, Enum)` member equals its value)."""
+    return str.__str__(value) if isinstance(value, str) else str(value)
 
 
 class InstrumentInfo(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -75,6 +88,8 @@ class _Instrument(Generic[S]):
         "_on_overflow",
         "_overflow",
         "_series",
+        "_typed_cache",
+        "_unlabeled",
         "description",
         "name",
         "unit",
@@ -98,8 +113,10 @@ class _Instrument(Generic[S]):
         self._on_overflow = on_overflow
         self._series: dict[LabelKey, S] = {}
         self._overflow: S | None = None
+        self._unlabeled: S | None = None  # the series for no labels, without a dict lookup
         # call-site key -> series; read without a lock (a dict lookup is atomic), written under _lock.
         self._cache: dict[tuple, S] = {}
+        self._typed_cache: dict[tuple, S] = {}
         self._cache_limit = 4 * max_series
         self._lock = threading.Lock()
 
@@ -109,16 +126,28 @@ class _Instrument(Generic[S]):
 
     def series_for(self, labels: dict[str, object]) -> S:
         """The series for a label dict (Counter.inc and Histogram.observe inline this lookup for speed)."""
+        if not labels:
+            return self._unlabeled or self._resolve(labels)
         try:
-            return self._cache[tuple(labels.items()) if labels else ()]
-        except (KeyError, TypeError):
+            return self._cache.get(tuple(labels.items())) or self._resolve(labels)
+        except TypeError:  # an unhashable label value
             return self._resolve(labels)
 
     def _resolve(self, labels: dict[str, object]) -> S:
-        """The slow path of a label lookup: validate, canonicalise, find or create the series, cache it."""
+        """The slow path of a label lookup: non-str values, or a label set not seen at this call site yet.
+
+        `_cache` holds only label sets whose values are all exact str, because a lookup by value finds any
+        EQUAL key and `1 == 1.0 == True` print differently; int and bool values are cached in `_typed_cache`
+        with their exact types; any other value is converted on every call.
+        """
+        raw = tuple(labels.items())
+        types = tuple(map(type, labels.values()))
+        typed = (raw, types) if _TYPED_CACHEABLE.issuperset(types) else None
+        if typed is not None and (series := self._typed_cache.get(typed)) is not None:
+            return series
         for label in labels:
             check_label_name(self.name, label)
-        key: LabelKey = tuple(sorted((label, str(value)) for label, value in labels.items()))
+        key: LabelKey = tuple(sorted((label, _label_value(value)) for label, value in raw))
         overflowed = False
         with self._lock:
             series = self._series.get(key)
@@ -130,11 +159,13 @@ class _Instrument(Generic[S]):
                     if series is None:
                         series = self._overflow = self._series_type(self.name, dict(OVERFLOW_LABELS))
                         overflowed = True
-            if len(self._cache) < self._cache_limit:
-                try:
-                    self._cache[tuple(labels.items())] = series
-                except TypeError:  # an unhashable label value: it still works, uncached
-                    pass
+            if not raw:
+                self._unlabeled = series
+            elif len(self._cache) + len(self._typed_cache) < self._cache_limit:
+                if _STR.issuperset(types):
+                    self._cache[raw] = series
+                elif typed is not None:
+                    self._typed_cache[typed] = series
         if overflowed:
             self._on_overflow(self.name, dict(key))
         return series
@@ -169,10 +200,13 @@ class Counter(_Instrument[CounterSeries]):
 
     def inc(self, value: float = 1, **labels: object) -> None:
         """Add `value` (>= 0, default 1) to the series for `labels`."""
-        try:
-            series = self._cache[tuple(labels.items()) if labels else ()]
-        except (KeyError, TypeError):
-            series = self._resolve(labels)
+        if labels:  # series_for, inlined
+            try:
+                series = self._cache.get(tuple(labels.items())) or self._resolve(labels)
+            except TypeError:  # an unhashable label value
+                series = self._resolve(labels)
+        else:
+            series = self._unlabeled or self._resolve(labels)
         if value is _ONE:
             series._tick()  # CounterSeries.inc's +1 path, inlined: this is the hottest call there is
         else:
@@ -208,12 +242,15 @@ class Histogram(_Instrument[HistogramSeries]):
 
     def observe(self, value: float, **labels: object) -> None:
         """Record `value` in the series for `labels`."""
-        try:
-            series = self._cache[tuple(labels.items()) if labels else ()]
-        except (KeyError, TypeError):
-            series = self._resolve(labels)
+        if labels:  # series_for, inlined
+            try:
+                series = self._cache.get(tuple(labels.items())) or self._resolve(labels)
+            except TypeError:  # an unhashable label value
+                series = self._resolve(labels)
+        else:
+            series = self._unlabeled or self._resolve(labels)
         # HistogramSeries.observe inlined (one Python frame less on the hot path).
-        if not ((value.__class__ is float and _NEG_INF < value < _INF) or value.__class__ is int):
+        if not ((value.__class__ is float or value.__class__ is int) and -_MAX <= value <= _MAX):
             value = finite_number(self.name, value)
         pending = series._pending
         pending.append(value)

@@ -70,7 +70,9 @@ class Sampler(Protocol):
         kind: SpanKind,
         attributes: Mapping[str, Any] | None,
         links: Sequence[SpanLink] | None,
-    ) -> SamplingResult: ...
+    ) -> SamplingResult:
+        """Decide for a span about to start; `trace_id` is the 128-bit id as an int."""
+        ...
 
 
 class AlwaysOn:
@@ -80,6 +82,7 @@ class AlwaysOn:
     description = "AlwaysOnSampler"
 
     def should_sample(self, parent, trace_id, name, kind, attributes, links) -> SamplingResult:
+        """Keep the span."""
         return RECORD_AND_SAMPLE
 
 
@@ -90,6 +93,7 @@ class AlwaysOff:
     description = "AlwaysOffSampler"
 
     def should_sample(self, parent, trace_id, name, kind, attributes, links) -> SamplingResult:
+        """Drop the span."""
         return DROP
 
 
@@ -106,6 +110,7 @@ class TraceIdRatio:
         self.description = f"TraceIdRatioBased{{{self.rate}}}"
 
     def should_sample(self, parent, trace_id, name, kind, attributes, links) -> SamplingResult:
+        """Keep the span iff the trace id's lower 64 bits fall under the bound."""
         return RECORD_AND_SAMPLE if trace_id & _LOWER_64 < self.bound else DROP
 
 
@@ -144,6 +149,7 @@ class ParentBased:
         )
 
     def should_sample(self, parent, trace_id, name, kind, attributes, links) -> SamplingResult:
+        """Ask the delegate for this kind of parent (or `root` when there is none)."""
         if parent is None:
             delegate = self.root
         elif parent.remote:

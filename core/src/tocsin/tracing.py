@@ -30,7 +30,7 @@ from tocsin.buffer import BoundedBuffer
 from tocsin.context import current_span as _current
 from tocsin.errors import ConfigError, InstrumentError
 from tocsin.models import SpanKind, SpanLink, SpanStatus
-from tocsin.sampling import AlwaysOn, Decision, ParentBased, Sampler
+from tocsin.sampling import AlwaysOn, Decision, ParentBased, Sampler, SamplingResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,7 +134,10 @@ class ActiveSpan:
 
     # -- starting and ending ------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def __enter__(self) -> ActiveSpan:
+        if self._span_id:  # started by Tracer.start_span: only make it current
+            self._token = _current.set(self)
+            return self
         tracer = self._tracer
         parent = self._parent
         if parent is None:
@@ -154,16 +157,20 @@ class ActiveSpan:
         self._trace_id = trace_id
         self._span_id = _getrandbits(64) or 1
         self._parent_id = parent_id
-        self._token = None
-        attributes = self._attributes
-        links = self._links
-        result = tracer.sampler.should_sample(parent, trace_id, self.name, self.kind, attributes, links)
+        result = tracer.sampler.should_sample(parent, trace_id, self.name, self.kind, self._attributes, self._links)
         self._tracestate = tracestate if result.tracestate is None else result.tracestate
-        decision = result.decision
-        if decision is _DROP:
-            self._recording = self._sampled = False
-            return
+        if result.decision is _DROP:
+            self._sampled = False
+        else:
+            self._record(result)
+        self._token = _current.set(self)
+        return self
+
+    def _record(self, result: SamplingResult) -> None:
+        """Set up a span the sampler kept: copy and limit what it starts with, note the start time."""
+        tracer = self._tracer
         self._drops = None
+        attributes = self._attributes
         if result.attributes:
             attributes = {**attributes, **result.attributes} if attributes else result.attributes
         if attributes:
@@ -172,6 +179,7 @@ class ActiveSpan:
                 self._dropped(0, len(attributes) - len(self._attributes))
         else:
             self._attributes = {}
+        links = self._links
         if links:
             self._links = links[: tracer.max_links]
             if len(self._links) < len(links):
@@ -182,7 +190,7 @@ class ActiveSpan:
         self._end_ns = None
         self._recording = True
         self._start_ns = tracer._clock()
-        if decision is _SAMPLE:
+        if result.decision is _SAMPLE:
             self._sampled = True
             self._snapshotted = False
             tracer._live.add(self)
@@ -199,12 +207,6 @@ class ActiveSpan:
         if self._sampled:
             tracer._live.discard(self)
             tracer._buffer.put(self)
-
-    def __enter__(self) -> ActiveSpan:
-        if not self._span_id:
-            self._start()
-        self._token = _current.set(self)
-        return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if self._recording:
@@ -228,7 +230,10 @@ class ActiveSpan:
         self.__exit__(exc_type, exc, tb)
 
     def __call__(self, fn: F) -> F:
-        """Use as a decorator: each call of `fn` (def or async def) runs in a fresh span like this one."""
+        """Use as a decorator: each call of `fn` (def or async def) runs in a fresh span like this one.
+
+        A generator function's span covers creating the generator only, not iterating it.
+        """
         span = functools.partial(
             self._tracer.span, self.name, attributes=self._attributes, kind=self.kind, links=self._links,
             parent=self._parent,
@@ -434,6 +439,7 @@ class Tracer:
         span._links = links
         span._parent = parent
         span._span_id = 0
+        span._recording = False
         return span
 
     def start_span(
@@ -446,8 +452,9 @@ class Tracer:
         parent: SpanContext | None = None,
     ) -> ActiveSpan:
         """A span started now but not made current; the caller must `end()` it (see also `use_span`)."""
-        span = self.span(name, attributes=attributes, kind=kind, links=links, parent=parent)
-        span._start()
+        span = self.span(name, attributes=attributes, kind=kind, links=links, parent=parent).__enter__()
+        _current.reset(span._token)
+        span._token = None
         return span
 
     def current_span(self) -> ActiveSpan | None:

@@ -1,0 +1,1 @@
+"""tocsin-sqlite: the embedded default storage backend (work in progress)."""

@@ -12,7 +12,8 @@ import logging
 import threading
 from typing import Any
 
-from tocsin.logs import Logger, exception_fields
+from tocsin.exception_info import exception_fields
+from tocsin.logs import Logger
 from tocsin.models import LogLevel
 
 # Attributes every stdlib LogRecord has (plus what Formatter adds); anything else came from `extra=`.

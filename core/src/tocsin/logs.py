@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
 from tocsin.buffer import BoundedBuffer
 from tocsin.context import current_execution, current_span
 from tocsin.errors import InstrumentError
+from tocsin.exception_info import exception_fields, safe_str
 from tocsin.models import LOG_LEVELS, LogLevel, LogRecord
 
 # The same numbers as stdlib logging, so a stdlib level maps by comparison.
@@ -43,18 +43,6 @@ def check_level(level: object) -> LogLevel:
     if level not in LEVEL_NUMBERS:
         raise InstrumentError(f"log level must be one of {', '.join(LOG_LEVELS)}; got {level!r}")
     return level  # type: ignore[return-value]
-
-
-def exception_fields(exc: BaseException) -> dict[str, str]:
-    """The attributes describing `exc`: its type, message and formatted traceback (OpenTelemetry names)."""
-    kind = type(exc)
-    return {
-        "exception.type": kind.__qualname__
-        if kind.__module__ in ("builtins", "__main__")
-        else f"{kind.__module__}.{kind.__qualname__}",
-        "exception.message": _safe_str(exc),
-        "exception.stacktrace": "".join(traceback.format_exception(exc)),
-    }
 
 
 class Logger:
@@ -192,7 +180,7 @@ def _to_record(entry: LogEntry) -> LogRecord:
     return LogRecord(
         time_ns=time_ns,
         level=level,
-        message=message if type(message) is str else _safe_str(message),
+        message=message if type(message) is str else safe_str(message),
         service=service,
         logger=name,
         trace_id=trace_id,
@@ -215,7 +203,7 @@ def plain(value: Any, depth: int = 0) -> Any:
         if isinstance(value, list | tuple):
             return [plain(item, depth + 1) for item in value]
         if isinstance(value, dict):
-            return {_safe_str(key): plain(item, depth + 1) for key, item in value.items()}
+            return {safe_str(key): plain(item, depth + 1) for key, item in value.items()}
     # Subclasses of the scalars (enums, str/int subclasses) become their plain base value.
     if isinstance(value, bool):
         return bool(value)
@@ -225,11 +213,4 @@ def plain(value: Any, depth: int = 0) -> Any:
         return float(value)
     if isinstance(value, str):
         return str.__str__(value)
-    return _safe_str(value)
-
-
-def _safe_str(value: object) -> str:
-    try:
-        return str(value)
-    except Exception as exc:  # a broken __str__ must not lose the rest of the batch
-        return f"<unprintable {type(value).__qualname__}: {type(exc).__name__}>"
+    return safe_str(value)

@@ -18,7 +18,6 @@ import inspect
 import random
 import re
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar, get_args
@@ -29,6 +28,7 @@ from tocsin import models
 from tocsin.buffer import BoundedBuffer
 from tocsin.context import current_span as _current
 from tocsin.errors import ConfigError, InstrumentError
+from tocsin.exception_info import exception_fields
 from tocsin.models import SpanKind, SpanLink, SpanStatus
 from tocsin.sampling import AlwaysOn, Decision, ParentBased, Sampler, SamplingResult
 
@@ -87,17 +87,6 @@ def _clean_attributes(attributes: Mapping[Any, Any], limit: int) -> dict[str, An
     return {
         key if type(key) is str else str(key): value if type(value) in _SCALARS else _clean_value(value)
         for key, value in attributes.items()
-    }
-
-
-def _exception_attributes(exc: BaseException) -> dict[str, str]:
-    """The OpenTelemetry `exception.*` attributes for an exception event."""
-    cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    return {
-        "exception.type": name,
-        "exception.message": str(exc),
-        "exception.stacktrace": "".join(traceback.format_exception(cls, exc, exc.__traceback__)),
     }
 
 
@@ -341,7 +330,7 @@ class ActiveSpan:
     def record_exception(self, exc: BaseException, attributes: Mapping[str, Any] | None = None) -> None:
         """Add an "exception" event with the exception's type, message and traceback."""
         if self._recording:
-            details = _exception_attributes(exc)
+            details = exception_fields(exc)
             self.add_event("exception", {**details, **attributes} if attributes else details)
 
     def add_link(self, link: SpanLink) -> None:

@@ -17,10 +17,11 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from tocsin.aio import await_me_maybe
 from tocsin.buffer import BoundedBuffer
+from tocsin.clock import Clock, SystemClock
 from tocsin.config import Config, load_config
 from tocsin.errors import TocsinError
 from tocsin.events import EventBus
@@ -41,6 +42,16 @@ SPAN_BATCH = 512
 RETRY_LIMIT = 10_000  # records kept for retry per signal while storage is failing
 
 
+class Service(Protocol):
+    """A long-running part of the monitor (evaluator, health scheduler, dispatcher) started after storage opens."""
+
+    async def start(self) -> None:
+        """Start background work on the running loop."""
+
+    async def stop(self) -> None:
+        """Stop background work; called before the final flush."""
+
+
 class Monitor:
     """tocsin in one object: `monitor.metrics`, `monitor.tracer`, `monitor.log`, `monitor.events`, storage."""
 
@@ -50,28 +61,30 @@ class Monitor:
         *,
         pm: PluginManager | None = None,
         registries: Registries | None = None,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Clock | None = None,
     ) -> None:
         self.pm = pm or make_plugin_manager()
         self.registries = registries or build_registries(self.pm)
         self.config = config or load_config({}, registries=self.registries)
-        self.clock = clock
+        self.clock: Clock = clock or SystemClock()
+        now_ns = self.clock.now_ns
         self.events = EventBus()
         cfg = self.config
-        self.metrics = MetricsRegistry(max_series=cfg.metrics.max_series_per_metric, on_event=self.emit, clock=clock)
+        self.metrics = MetricsRegistry(max_series=cfg.metrics.max_series_per_metric, on_event=self.emit, clock=now_ns)
         self.span_buffer: BoundedBuffer[Any] = BoundedBuffer(
             "spans", cfg.tracing.buffer_size, batch_size=min(SPAN_BATCH, cfg.tracing.buffer_size),
             on_batch=self._wake, on_first_drop=self._buffer_full,
         )
         sampler = make_sampler(cfg.tracing.sampler if cfg.tracing.enabled else "always_off", cfg.tracing.sample_rate)
-        self.tracer = Tracer(service=cfg.service, buffer=self.span_buffer, sampler=sampler, clock=clock)
+        self.tracer = Tracer(service=cfg.service, buffer=self.span_buffer, sampler=sampler, clock=now_ns)
         self.log_buffer: BoundedBuffer[Any] = BoundedBuffer(
             "logs", cfg.logging.buffer_size, batch_size=min(cfg.logging.batch_size, cfg.logging.buffer_size),
             on_batch=self._wake, on_first_drop=self._buffer_full,
         )
         self.log = Logger(buffer=self.log_buffer, service=cfg.service, name=cfg.service, level=cfg.logging.level,
-                          clock=clock)
+                          clock=now_ns)
         self.storage: StorageBackend | None = None
+        self.services: list[Service] = []
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -131,7 +144,7 @@ class Monitor:
 
     def _buffer_full(self, message: str) -> None:
         internal_log.warning("tocsin: %s", message)
-        self.emit(Event(topic="system", type="buffer_full", time_ns=self.clock(), data={"message": message}))
+        self.emit(Event(topic="system", type="buffer_full", time_ns=self.clock.now_ns(), data={"message": message}))
 
     def _wake(self) -> None:
         loop, flag = self.loop, self._wake_event
@@ -159,6 +172,8 @@ class Monitor:
             asyncio.create_task(self._flusher(), name="tocsin-flusher"),
             asyncio.create_task(self._sweeper(), name="tocsin-retention"),
         ]
+        for service in self.services:
+            await service.start()
         if self.config.logging.capture_stdlib:
             self._stdlib_handler = TocsinHandler(self.log)
             logging.getLogger().addHandler(self._stdlib_handler)
@@ -174,6 +189,11 @@ class Monitor:
         self.closed = True
         atexit.unregister(self._at_exit)
         await self._call_hooks("shutdown", monitor=self)
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception as error:
+                internal_log.warning("tocsin: stopping %r failed: %r", service, error)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -273,7 +293,7 @@ class Monitor:
         await self._write("logs", drain_records(self.log_buffer), self._storage().write_logs)
 
     async def _flush_spans(self) -> None:
-        spans = self.tracer.drain(self.clock(), live_after_s=self.config.tracing.live_after)
+        spans = self.tracer.drain(self.clock.now_ns(), live_after_s=self.config.tracing.live_after)
         await self._write("spans", spans, self._storage().write_spans)
 
     async def _flush_metrics(self) -> None:
@@ -307,7 +327,7 @@ class Monitor:
         self.metrics.counter("tocsin_records_written_total").inc(len(batch), signal=signal)
         self.metrics.histogram("tocsin_flush_seconds").observe(time.perf_counter() - started, signal=signal)
         if signal != "metrics":
-            self.emit(Event(topic=signal if signal == "logs" else "traces", type="written", time_ns=self.clock(),
+            self.emit(Event(topic=signal if signal == "logs" else "traces", type="written", time_ns=self.clock.now_ns(),
                             data={"count": len(batch)}))
 
     def _count_buffer_drops(self) -> None:
@@ -353,11 +373,11 @@ class Monitor:
     async def _sweeper(self) -> None:
         interval = max(float(self.config.storage.retention.sweep_interval), 1.0)
         while True:
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             try:
-                deleted = await self._storage().sweep(self.retention(), self.clock())
+                deleted = await self._storage().sweep(self.retention(), self.clock.now_ns())
             except Exception as error:
                 internal_log.warning("tocsin: retention sweep failed: %r", error)
                 continue
             if any(deleted.values()):
-                self.emit(Event(topic="system", type="retention_sweep", time_ns=self.clock(), data=deleted))
+                self.emit(Event(topic="system", type="retention_sweep", time_ns=self.clock.now_ns(), data=deleted))

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from tocsin.channels import NotificationChannel
+from tocsin.clock import Clock
 from tocsin.config import load_config
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Notification
@@ -63,13 +64,15 @@ def make_monitor(
     config: Mapping[str, Any] | None = None,
     entrypoints: bool = False,
     environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> Monitor:
     """An unstarted Monitor on in-memory storage with built-ins, the capturing channel and `plugins`."""
     pm = make_plugin_manager(CapturingPlugin(), *plugins, entrypoints=entrypoints)
     registries = build_registries(pm)
     data = dict(config or {})
     data.setdefault("storage", {"backend": "memory"})
-    return Monitor(load_config(data, registries=registries, environ=environ or {}), pm=pm, registries=registries)
+    config = load_config(data, registries=registries, environ=environ or {})
+    return Monitor(config, pm=pm, registries=registries, clock=clock)
 
 
 @contextlib.contextmanager

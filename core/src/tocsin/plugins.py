@@ -29,6 +29,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tocsin.builtins.memory_storage",
     "tocsin.builtins.operators",
     "tocsin.builtins.log_channel",
+    "tocsin.builtins.health_checks",
+    "tocsin.builtins.alerting_commands",
+    "tocsin.builtins.notify_commands",
 )
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")

@@ -1,0 +1,1 @@
+"""Built-in `tocsin notify ...` commands; filled in by the notifications work."""

@@ -203,7 +203,8 @@ def test_cross_references_are_checked(registries):
     with pytest.raises(ConfigError) as caught:
         load_config(data, registries=registries, environ={})
     messages = str(caught.value).splitlines()
-    assert "health.checks[0].type: unknown health check 'missing-type'; no health check is installed" in messages
+    assert any(m.startswith("health.checks[0].type: unknown health check 'missing-type'; installed: http (")
+               for m in messages)
     data["health"] = {"checks": []}
     with pytest.raises(ConfigError) as caught:
         load_config(data, registries=registries, environ={})

@@ -18,6 +18,7 @@ import msgspec
 from tocsin.config_source import interpolate, locate, read_file
 from tocsin.errors import ConfigError, ConfigProblem
 from tocsin.models import Aggregate, LogLevel, Severity
+from tocsin.schedules import parse_schedule
 from tocsin.validation import Walker
 from tocsin.values import Duration, Secret
 
@@ -100,11 +101,11 @@ class LoggingConfig(Section, kw_only=True):
 
 
 class SeverityLevel(Section, kw_only=True):
-    """One step of a rule's severity ladder: its own threshold, `for` and channels."""
+    """One step of a rule's severity ladder: its own threshold, `for` and channels (unset: the rule's)."""
 
     severity: Severity
     threshold: float | list[float]
-    for_: Duration = msgspec.field(name="for", default=Duration(0))
+    for_: Duration | None = msgspec.field(name="for", default=None)
     channels: list[str] = []
 
 
@@ -132,12 +133,21 @@ class RuleConfig(Section, kw_only=True):
     annotations: dict[str, str] = {}
     channels: list[str] = []
     levels: list[SeverityLevel] = []
+    matchers: list[str] = []
+    measure: Literal["failure_rate", "failures", "duration"] | None = None
+    nodata_state: Literal["normal", "alerting", "nodata", "keep_last"] = "normal"
+    error_state: Literal["error", "alerting", "normal", "keep_last"] = "error"
+    flap_threshold: Annotated[int, msgspec.Meta(ge=0)] = 6
+    flap_window: Duration = Duration(3600)
 
 
 class AlertingConfig(Section, kw_only=True):
-    """`[alerting]`: how often rules run, and the rules."""
+    """`[alerting]`: how often rules run, how long one may take, restart tolerances, and the rules."""
 
     evaluation_interval: Duration = Duration(60)
+    evaluation_timeout: Duration = Duration(30)
+    for_outage_tolerance: Duration = Duration(3600)
+    for_grace_period: Duration = Duration(600)
     rules: list[RuleConfig] = []
 
 
@@ -164,6 +174,33 @@ class HealthConfig(Section, kw_only=True):
     checks: list[CheckConfig] = []
 
 
+class ExpectationConfig(Section, kw_only=True):
+    """`[[workflows.expect]]`: how long a workflow may run and when it should run; breaking either raises an event."""
+
+    name: str
+    max_duration: Duration | None = None
+    step_max_duration: dict[str, Duration] = {}
+    schedule: str | None = None
+    timezone: str = "UTC"
+    grace: Duration = Duration(300)
+
+    def __post_init__(self) -> None:
+        if self.schedule is not None:
+            try:
+                parse_schedule(self.schedule, self.timezone)
+            except ConfigError as error:
+                raise ValueError(f"schedule: {error}") from None
+
+
+class WorkflowsConfig(Section, kw_only=True):
+    """`[workflows]`: how executions are written and how often expectations are checked."""
+
+    buffer_size: Positive = 10000
+    flush_interval: Duration = Duration(1)
+    check_interval: Duration = Duration(30)
+    expect: list[ExpectationConfig] = []
+
+
 class ChannelConfig(Section, kw_only=True):
     """`[[channels]]`: one notification channel; keys other than these belong to the channel type's Config."""
 
@@ -174,7 +211,65 @@ class ChannelConfig(Section, kw_only=True):
     min_severity: Severity = "info"
     match: dict[str, str] = {}
     send_resolved: bool = True
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    fallback: str | None = None
+    title_template: str | None = None
+    body_template: str | None = None
     options: Any = None
+
+    def __post_init__(self) -> None:
+        _check_templates(title_template=self.title_template, body_template=self.body_template)
+
+
+def _check_templates(**templates: str | None) -> None:
+    """Compile notification templates when the config loads; a bad one is a ValueError naming its key."""
+    from tocsin.notify_templates import compile_template
+
+    for key, source in templates.items():
+        if source is not None:
+            compile_template(source, what=key)
+
+
+class RuleTemplates(Section, kw_only=True):
+    """`[notifications.rule_templates.<rule>]`: the title and body templates for one rule's notifications."""
+
+    title: str | None = None
+    body: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_templates(title=self.title, body=self.body)
+
+
+class EgressConfig(Section, kw_only=True):
+    """`[notifications.egress]`: which addresses HTTP channels may reach (public ones only, by default)."""
+
+    allow: list[str] = []
+    allow_private: bool = False
+    max_response_bytes: Positive = 64 * 1024
+
+
+class NotificationsConfig(Section, kw_only=True):
+    """`[notifications]`: retries, timeouts, grouping, the outbox bound and egress, for every channel."""
+
+    timeout: Duration = Duration(10)
+    max_attempts: Positive = 10
+    retry_initial: Duration = Duration(1)
+    retry_max: Duration = Duration(60)
+    retry_for: Duration = Duration(600)
+    max_retry_after: Duration = Duration(60)
+    group_by: list[str] = msgspec.field(default_factory=lambda: ["alertname"])
+    group_wait: Duration = Duration(30)
+    group_interval: Duration = Duration(300)
+    repeat_interval: Duration = Duration(4 * 3600)
+    max_pending: Positive = 10_000
+    lease: Duration = Duration(60)
+    poll_interval: Duration = Duration(1)
+    fallback: str | None = None
+    rule_templates: dict[str, RuleTemplates] = {}
+    egress: EgressConfig = msgspec.field(default_factory=EgressConfig)
 
 
 class Config(Section, kw_only=True):
@@ -188,7 +283,9 @@ class Config(Section, kw_only=True):
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     alerting: AlertingConfig = msgspec.field(default_factory=AlertingConfig)
     health: HealthConfig = msgspec.field(default_factory=HealthConfig)
+    workflows: WorkflowsConfig = msgspec.field(default_factory=WorkflowsConfig)
     channels: list[ChannelConfig] = []
+    notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)
     plugins: dict[str, Any] = {}
 
 
@@ -224,6 +321,9 @@ def _check_references(config: Config, registries: Any) -> list[ConfigProblem]:
             for j, name in enumerate(names):
                 if name not in channels:
                     problems.append(ConfigProblem(f"{where}[{j}]", f"unknown channel {name!r}; {known_channels}"))
+    from tocsin.alert_rules import alerting_problems  # imported here: alert_rules imports this module
+
+    problems.extend(alerting_problems(config.alerting))
     for i, check in enumerate(config.health.checks):
         for j, name in enumerate(check.depends_on):
             if name not in checks:

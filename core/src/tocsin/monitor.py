@@ -25,6 +25,7 @@ from tocsin.clock import Clock, SystemClock
 from tocsin.config import Config, load_config
 from tocsin.errors import TocsinError
 from tocsin.events import EventBus
+from tocsin.health import HealthCheckService
 from tocsin.log_handler import TocsinHandler
 from tocsin.logs import Logger, drain_records
 from tocsin.metrics import MetricsRegistry
@@ -33,6 +34,7 @@ from tocsin.plugins import PluginManager, Registries, build_registries, make_plu
 from tocsin.sampling import make_sampler
 from tocsin.storage import Retention, StorageBackend
 from tocsin.tracing import Tracer
+from tocsin.workflows import WorkflowMonitor
 
 T = TypeVar("T")
 
@@ -84,7 +86,9 @@ class Monitor:
         self.log = Logger(buffer=self.log_buffer, service=cfg.service, name=cfg.service, level=cfg.logging.level,
                           clock=now_ns)
         self.storage: StorageBackend | None = None
-        self.services: list[Service] = []
+        self.health = HealthCheckService(self)
+        self.workflows = WorkflowMonitor(self)
+        self.services: list[Service] = [self.health, self.workflows]
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -29,6 +29,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tocsin.builtins.memory_storage",
     "tocsin.builtins.operators",
     "tocsin.builtins.log_channel",
+    "tocsin.builtins.render",
     "tocsin.builtins.health_checks",
     "tocsin.builtins.alerting_commands",
     "tocsin.builtins.notify_commands",

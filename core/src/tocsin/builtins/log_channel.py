@@ -1,9 +1,13 @@
-"""The built-in `log` channel: writes each notification to the `tocsin.notifications` logger."""
+"""The built-in `log` channel: writes each notification to tocsin's own log (`monitor.log`).
+
+Without a running monitor (a channel built by hand, `tocsin notify test`) it writes to the stdlib logger
+named by `logger` instead.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -21,15 +25,30 @@ class LogChannel(NotificationChannel):
         logger: str = "tocsin.notifications"
         level: Literal["debug", "info", "warning", "error"] = "warning"
 
+    def _message(self, notification: Notification) -> str:
+        return f"{notification.title}\n{notification.body}".rstrip()
+
+    def _fields(self, notification: Notification) -> dict[str, Any]:
+        fields: dict[str, Any] = {"channel": self.name, "kind": notification.kind,
+                                  "idempotency_key": notification.idempotency_key}
+        if notification.alert is not None:
+            fields.update(rule=notification.alert.rule, fingerprint=notification.alert.fingerprint)
+        return fields
+
     async def send(self, notification: Notification) -> None:
+        """Write one record at the configured level."""
+        message, fields = self._message(notification), self._fields(notification)
+        if self.monitor is not None and self.monitor.started:
+            getattr(self.monitor.log.child(self.config.logger), self.config.level)(message, **fields)
+            return
         logging.getLogger(self.config.logger).log(
-            LEVELS[self.config.level],
-            "[%s] %s: %s",
-            notification.severity,
-            notification.title,
-            notification.body,
-            extra={"tocsin_channel": self.name, "tocsin_kind": notification.kind},
+            LEVELS[self.config.level], "%s", message, extra={f"tocsin_{key}": value for key, value in fields.items()}
         )
+
+    def render_preview(self, notification: Notification) -> dict[str, Any]:
+        """The record the channel would write."""
+        return {"logger": self.config.logger, "level": self.config.level, "message": self._message(notification),
+                "fields": self._fields(notification)}
 
 
 @hookimpl

@@ -29,6 +29,7 @@ class CapturingChannel(NotificationChannel):
 
     class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         fail_times: int = 0
+        fail_permanently: bool = False
 
     sent: list[Notification]
 
@@ -38,11 +39,12 @@ class CapturingChannel(NotificationChannel):
         self.attempts = 0
 
     async def send(self, notification: Notification) -> None:
-        from tocsin.errors import DeliveryError
+        from tocsin.channels import DeliveryRefused
 
         self.attempts += 1
         if self.attempts <= self.config.fail_times:
-            raise DeliveryError(f"capturing channel {self.name!r} told to fail attempt {self.attempts}")
+            raise DeliveryRefused(f"capturing channel {self.name!r} told to fail attempt {self.attempts}",
+                                  permanent=self.config.fail_permanently)
         self.sent.append(notification)
 
     def __repr__(self) -> str:

@@ -1,0 +1,73 @@
+"""Compact ids: W3C trace ids as 16 bytes and span ids as 8 bytes, and metric series ids as a label hash.
+
+Hex text costs twice the bytes in every row and every index entry; raw bytes compare in the same order as
+the lowercase hex, so index order and cursors are unchanged. Any-case hex is accepted and comes back in
+lowercase (the form `tocsin.models` documents); anything else is refused with a StorageError naming the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from collections.abc import Mapping
+
+import msgspec
+
+from tocsin.errors import StorageError
+
+_HEX = frozenset(string.hexdigits)
+
+
+def _to_bytes(value: str, width: int, what: str) -> bytes:
+    if len(value) != width * 2 or not _HEX.issuperset(value):
+        raise StorageError(f"{what} must be {width * 2} hex characters, got {value[:80]!r}")
+    return bytes.fromhex(value)
+
+
+def trace_bytes(value: str, what: str = "trace_id") -> bytes:
+    """A 32-hex trace id as its 16 bytes."""
+    return _to_bytes(value, 16, what)
+
+
+def span_bytes(value: str, what: str = "span_id") -> bytes:
+    """A 16-hex span id as its 8 bytes."""
+    return _to_bytes(value, 8, what)
+
+
+def optional_trace_bytes(value: str | None, what: str = "trace_id") -> bytes | None:
+    """`trace_bytes`, passing None through."""
+    return None if value is None else _to_bytes(value, 16, what)
+
+
+def optional_span_bytes(value: str | None, what: str = "span_id") -> bytes | None:
+    """`span_bytes`, passing None through."""
+    return None if value is None else _to_bytes(value, 8, what)
+
+
+def hex_or_none(value: bytes | None) -> str | None:
+    """Stored id bytes back to lowercase hex."""
+    return None if value is None else value.hex()
+
+
+def is_trace_id(value: str) -> bool:
+    """Whether a query value can be a stored trace id at all (so a lookup can be skipped when not)."""
+    return len(value) == 32 and _HEX.issuperset(value)
+
+
+def is_span_id(value: str) -> bool:
+    """Whether a query value can be a stored span id at all."""
+    return len(value) == 16 and _HEX.issuperset(value)
+
+
+_LABELS_ENCODER = msgspec.json.Encoder(order="sorted")
+
+
+def labels_json(labels: Mapping[str, str]) -> str:
+    """The canonical text of a label set: JSON with sorted keys, the same for equal sets."""
+    return _LABELS_ENCODER.encode(labels).decode()
+
+
+def series_id(name: str, labels_text: str) -> int:
+    """A series' id: a signed 64-bit hash of its name and canonical labels, so writers never look it up."""
+    digest = hashlib.blake2b(f"{name}\x00{labels_text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)

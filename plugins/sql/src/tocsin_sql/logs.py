@@ -1,0 +1,117 @@
+"""Log rows: encoding, time-key ids, and the dialect-neutral part of writing and reading them.
+
+Full-text search is the dialect's (`Dialect.index_logs`, and each backend's search); everything here is
+shared. Levels are stored as their index in `tocsin.models.LOG_LEVELS` (one byte, and "warning or worse"
+is a range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from tocsin.errors import StorageError
+from tocsin.models import LOG_LEVELS, LogRecord
+from tocsin_sql import codec, ids, meta
+from tocsin_sql.database import Database
+from tocsin_sql.dialect import Dialect
+from tocsin_sql.logkeys import assign_ids
+from tocsin_sql.schema import META_LOG_SPILL, logs
+
+LEVEL_CODES: dict[str, int] = {level: code for code, level in enumerate(LOG_LEVELS)}
+
+COLUMNS = (
+    logs.c.id,
+    logs.c.time_ns,
+    logs.c.level,
+    logs.c.service,
+    logs.c.logger,
+    logs.c.trace_id,
+    logs.c.span_id,
+    logs.c.execution_id,
+    logs.c.step,
+    logs.c.message,
+    logs.c.attributes,
+)
+"""The order of a stored log row, as `encode` (with the id first) and `decode` use it."""
+
+_MAX_TIME = 2**63 - 1
+
+EncodedLog = tuple[Any, ...]
+"""A log row without its id: (time_ns, level, service, logger, trace, span, execution, step, message, attrs)."""
+
+
+def encode(record: LogRecord) -> EncodedLog:
+    """A LogRecord as a row (id not yet assigned); bad levels, ids or values are a StorageError."""
+    level = LEVEL_CODES.get(record.level)
+    if level is None:
+        raise StorageError(f"LogRecord level {record.level!r} is not one of {', '.join(LOG_LEVELS)}")
+    if not -_MAX_TIME <= record.time_ns <= _MAX_TIME:
+        raise StorageError(f"LogRecord time_ns {record.time_ns} does not fit in 64 bits")
+    return (
+        record.time_ns,
+        level,
+        record.service,
+        record.logger,
+        ids.optional_trace_bytes(record.trace_id, "LogRecord trace_id"),
+        ids.optional_span_bytes(record.span_id, "LogRecord span_id"),
+        record.execution_id,
+        record.step,
+        record.message,
+        codec.pack(record.attributes, "LogRecord"),
+    )
+
+
+def decode(row: Sequence[Any]) -> LogRecord:
+    """A stored row (in COLUMNS order) back as a LogRecord."""
+    return LogRecord(
+        id=row[0],
+        time_ns=row[1],
+        level=LOG_LEVELS[row[2]],
+        service=row[3],
+        logger=row[4],
+        trace_id=None if row[5] is None else row[5].hex(),
+        span_id=None if row[6] is None else row[6].hex(),
+        execution_id=row[7],
+        step=row[8],
+        message=row[9],
+        attributes=codec.unpack_dict(row[10]),
+    )
+
+
+def _insert(_: Dialect) -> sa.Insert:
+    return sa.insert(logs).values({column.key: sa.bindparam(column.key) for column in COLUMNS})
+
+
+def _top(_: Dialect) -> sa.Select:
+    return sa.select(sa.func.max(logs.c.id))
+
+
+def _highest_in(_: Dialect) -> sa.Select:
+    return sa.select(sa.func.max(logs.c.id)).where(logs.c.id >= sa.bindparam("lo"), logs.c.id < sa.bindparam("hi"))
+
+
+def insert(db: Database, rows: Sequence[EncodedLog]) -> list[tuple[Any, ...]]:
+    """Give rows their time-key ids and insert them (inside the caller's write transaction).
+
+    Returns the stored rows (id first), for the dialect's full-text index.
+    """
+    (top,) = db.fetch_one(db.sql(_top)) or (None,)
+    highest = db.sql(_highest_in)
+
+    def highest_in(lo: int, hi: int) -> int | None:
+        return db.fetch(highest, (lo, hi))[0][0]
+
+    assignment = assign_ids([row[0] for row in rows], top, highest_in)
+    stored = [(log_id, *row) for log_id, row in zip(assignment.ids, rows, strict=True)]
+    db.run_many(db.sql(_insert), stored)
+    if assignment.spill:
+        meta.raise_to(db, META_LOG_SPILL, assignment.spill)
+    return stored
+
+
+def spill(db: Database) -> int:
+    """The largest number of buckets any log id has been lent ahead of its time (see logkeys)."""
+    return meta.get(db, META_LOG_SPILL, None) or 0

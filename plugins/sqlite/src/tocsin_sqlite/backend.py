@@ -1,0 +1,359 @@
+"""`SQLiteStorage`: tocsin's embedded default storage backend, one SQLite file in WAL mode.
+
+Each protocol method checks and encodes its input on the caller's thread (so bad input fails before any
+transaction starts and encoding overlaps with SQLite work), then runs one job on the writer or on a reader
+(`tocsin_sqlite.workers`). The queries themselves are tocsin-sql's, written once for every SQL dialect;
+log search is SQLite's own (`tocsin_sqlite.search`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from tocsin_sql import alerts, health, logs, metrics, migrations, outbox, traces, workflows
+from tocsin_sql.database import StatementCache
+from tocsin_sql.retention import Sweep
+from tocsin_sql.schema import ROW_COUNTED
+
+from tocsin.errors import StorageError
+from tocsin.matchers import compile_matchers
+from tocsin.models import (
+    Alert,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    HealthResult,
+    HealthStatus,
+    LogHit,
+    LogRecord,
+    MetricInfo,
+    MetricRollup,
+    SeriesPoints,
+    Silence,
+    Span,
+    WorkflowExecution,
+    WorkflowStep,
+)
+from tocsin.rollups import check_query
+from tocsin.storage import (
+    RETENTION_SIGNALS,
+    AlertQuery,
+    DeliveryQuery,
+    ExecutionQuery,
+    LogQuery,
+    MetricQuery,
+    Page,
+    Retention,
+    SpanQuery,
+    StorageStats,
+)
+from tocsin.values import Duration
+from tocsin_sqlite import search
+from tocsin_sqlite.connection import SQLiteDatabase, connect, enable_wal
+from tocsin_sqlite.dialect import SQLiteDialect
+from tocsin_sqlite.maintenance import Checkpointer, release_free_pages
+from tocsin_sqlite.workers import Pool
+
+_SYNCHRONOUS = {"normal": "NORMAL", "strict": "FULL"}
+
+
+class SQLiteStorage:
+    """Every signal in one SQLite file (WAL, FTS5 log search); registered as storage backend `sqlite`."""
+
+    class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+        """`[storage]` keys of the sqlite backend."""
+
+        path: str = "./tocsin.db"
+        """The database file; created (with its WAL and shared-memory files beside it) if missing."""
+        durability: Literal["normal", "strict"] = "normal"
+        """normal: synchronous=NORMAL, committed writes survive a crash of the process but may roll back on
+        power loss or an OS crash; strict: synchronous=FULL, every commit is fsync'd first."""
+        busy_timeout: Duration = Duration(5.0)
+        """How long a write waits for another process holding the write lock before it fails."""
+        query_timeout: Duration = Duration(5.0)
+        """A read running longer is stopped with a QueryError."""
+        readers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
+        """Reader threads (concurrent queries)."""
+        wal_limit_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
+        """The WAL is checkpointed and truncated once it grows past this."""
+        cache_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
+        """SQLite page cache per connection."""
+
+    def __init__(self, config: SQLiteStorage.Config | None = None) -> None:
+        self.config = config or SQLiteStorage.Config()
+        self.path = os.fspath(self.config.path)
+        self._dialect = SQLiteDialect()
+        self._statements = StatementCache(self._dialect)
+        self._checkpointer = Checkpointer(self.path, self.config.wal_limit_mb * 2**20, float(self.config.busy_timeout))
+        self._pool: Pool | None = None
+        self.schema_found: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def _connect(self, reader: bool) -> SQLiteDatabase:
+        config = self.config
+        connection, guard, merge = connect(
+            self.path,
+            busy_timeout=float(config.busy_timeout),
+            synchronous=_SYNCHRONOUS[config.durability],
+            cache_mb=config.cache_mb,
+            wal_limit_bytes=config.wal_limit_mb * 2**20,
+            query_timeout=float(config.query_timeout),
+            reader=reader,
+        )
+        db = SQLiteDatabase(connection, self._statements, guard, merge, self.path)
+        if not reader:
+            try:
+                self._prepare_file(db)
+            except BaseException:
+                db.close()
+                raise
+        return db
+
+    def _prepare_file(self, db: SQLiteDatabase) -> None:
+        """WAL mode, then create or upgrade the schema in one write transaction."""
+        new = db.connection.execute("PRAGMA page_count").fetchone()[0] == 0
+        enable_wal(db.connection, self.path, new)
+        try:
+            db.connection.execute("BEGIN IMMEDIATE")
+            outcome = migrations.upgrade(db, time.time_ns(), self.path)
+            db.connection.execute("COMMIT")
+        except BaseException as error:
+            if db.connection.in_transaction:
+                db.connection.execute("ROLLBACK")
+            raise db.translate(error, f"opening {self.path}") from None
+        self.schema_found = outcome.found
+
+    async def open(self) -> None:
+        """Open the file (creating or upgrading it), start the writer and reader threads."""
+        if self._pool is not None:
+            return
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            raise StorageError(f"sqlite storage needs a file path, got {self.path!r}; use backend 'memory' instead")
+        directory = Path(self.path).parent
+        if not directory.is_dir():
+            raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
+        pool = Pool(self._connect, self.config.readers, self._checkpointer)
+        await asyncio.to_thread(pool.start)
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Finish queued work and close every connection. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.stop)
+
+    def _running(self) -> Pool:
+        if self._pool is None:
+            raise StorageError(f"the SQLite storage at {self.path} is not open")
+        return self._pool
+
+    async def _write(self, job: Any, doing: str) -> Any:
+        return await self._running().write(job, doing)
+
+    async def _read(self, job: Any, doing: str) -> Any:
+        return await self._running().read(job, doing)
+
+    # -- writes -------------------------------------------------------------------------------------------
+    async def write_metrics(self, rollups: Sequence[MetricRollup]) -> None:
+        """Store rollups; a rollup for an existing (series, start_ns) is merged into it."""
+        if rollups:
+            prepared = metrics.prepare(rollups)
+            await self._write(lambda db: metrics.write(db, prepared), f"write {len(rollups)} metric rollups")
+
+    async def write_spans(self, spans: Sequence[Span]) -> None:
+        """Store spans; a span whose span_id exists replaces it."""
+        if spans:
+            rows = [traces.encode(span) for span in spans]
+            await self._write(lambda db: traces.write(db, rows), f"write {len(rows)} spans")
+
+    async def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log records; ids are time keys, so they grow with time (see tocsin_sql.logkeys)."""
+        if records:
+            rows = [logs.encode(record) for record in records]
+
+            def job(db: SQLiteDatabase) -> None:
+                db.dialect.index_logs(db, logs.insert(db, rows))
+
+            await self._write(job, f"write {len(rows)} log records")
+
+    async def write_health(self, results: Sequence[HealthResult]) -> None:
+        """Append health check results."""
+        if results:
+            rows = [health.encode(result) for result in results]
+            await self._write(lambda db: health.write(db, rows), f"write {len(rows)} health results")
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    async def list_metrics(self) -> list[MetricInfo]:
+        """Every metric name with its kind, series count and label names, sorted by name."""
+        return await self._read(metrics.list_metrics, "list metrics")
+
+    async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
+        """Aggregate rollups as the query says (tiers for long ranges, tocsin.rollups.evaluate for the math)."""
+        check_query(query)
+        matches = compile_matchers(query.matchers)
+        return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
+
+    # -- traces -----------------------------------------------------------------------------------------------
+    async def get_trace(self, trace_id: str) -> list[Span]:
+        """Every span of one trace ordered by start time; empty when unknown."""
+        return await self._read(lambda db: traces.get_trace(db, trace_id), f"read trace {trace_id[:40]!r}")
+
+    async def search_spans(self, query: SpanQuery) -> Page[Span]:
+        """Spans matching the query, newest first, with cursor pagination."""
+        return await self._read(lambda db: traces.search(db, query), "search spans")
+
+    # -- logs -------------------------------------------------------------------------------------------------
+    async def search_logs(self, query: LogQuery) -> Page[LogHit]:
+        """Logs matching the query, newest first, with a total (None past search.TOTAL_LIMIT matches)."""
+        planned = search.plan(query)
+        return await self._read(lambda db: search.run(db, planned), "search logs")
+
+    # -- alerts and silences ----------------------------------------------------------------------------------
+    async def save_alert(
+        self,
+        alert: Alert,
+        transitions: Sequence[AlertTransition] = (),
+        deliveries: Sequence[Delivery] = (),
+    ) -> None:
+        """Upsert an alert with its new transitions and outbox deliveries in one transaction."""
+        row = alerts.encode_alert(alert)
+        changes = [alerts.encode_transition(transition) for transition in transitions]
+        queued = [outbox.encode_delivery(delivery) for delivery in deliveries]
+
+        def job(db: SQLiteDatabase) -> None:
+            alerts.save_alert(db, row, changes)
+            outbox.enqueue(db, queued)
+
+        await self._write(job, f"save alert {alert.fingerprint!r}")
+
+    async def get_alert(self, fingerprint: str) -> Alert | None:
+        """One alert by fingerprint."""
+        return await self._read(lambda db: alerts.get_alert(db, fingerprint), "read an alert")
+
+    async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
+        """Alerts matching the query, most recently updated first."""
+        matches = compile_matchers(query.matchers)
+        return await self._read(lambda db: alerts.list_alerts(db, query, matches), "list alerts")
+
+    async def alert_history(self, fingerprint: str, limit: int = 100) -> list[AlertTransition]:
+        """An alert's transitions, oldest first (the last `limit`)."""
+        return await self._read(lambda db: alerts.alert_history(db, fingerprint, limit), "read alert history")
+
+    async def transitions_between(self, start_ns: int, end_ns: int) -> list[AlertTransition]:
+        """Every transition of every alert in [start_ns, end_ns), oldest first."""
+        return await self._read(lambda db: alerts.transitions_between(db, start_ns, end_ns), "read transitions")
+
+    async def save_silence(self, silence: Silence) -> None:
+        """Create or replace a silence by id."""
+        row = alerts.encode_silence(silence)
+        await self._write(lambda db: alerts.save_silence(db, row), f"save silence {silence.id!r}")
+
+    async def list_silences(self, active_at_ns: int | None = None) -> list[Silence]:
+        """Every silence (expired ones too), or only those active at a time; by start."""
+        return await self._read(lambda db: alerts.list_silences(db, active_at_ns), "list silences")
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        """Remove a silence; False when there was none."""
+        return await self._write(lambda db: alerts.delete_silence(db, silence_id), f"delete silence {silence_id!r}")
+
+    # -- notification outbox -------------------------------------------------------------------------------
+    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Add deliveries to the outbox; an id already there is kept as it is."""
+        rows = [outbox.encode_delivery(delivery) for delivery in deliveries]
+        if rows:
+            await self._write(lambda db: outbox.enqueue(db, rows), f"enqueue {len(rows)} deliveries")
+
+    async def claim_deliveries(self, now_ns: int, limit: int, lease_s: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries, oldest first, and lease them (one write transaction)."""
+        return await self._write(lambda db: outbox.claim(db, now_ns, limit, lease_s), "claim deliveries")
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, state: DeliveryState, next_attempt_ns: int | None = None
+    ) -> None:
+        """Log an attempt and move its delivery to `state`."""
+        await self._write(
+            lambda db: outbox.record_attempt(db, attempt, state, next_attempt_ns),
+            f"record an attempt of delivery {attempt.delivery_id!r}",
+        )
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """One delivery by id."""
+        return await self._read(lambda db: outbox.get_delivery(db, delivery_id), "read a delivery")
+
+    async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
+        """Outbox entries, newest first."""
+        return await self._read(lambda db: outbox.list_deliveries(db, query), "list deliveries")
+
+    async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Every attempt of one delivery, oldest first."""
+        return await self._read(lambda db: outbox.list_attempts(db, delivery_id), "list delivery attempts")
+
+    # -- health -----------------------------------------------------------------------------------------------
+    async def health_history(
+        self,
+        component: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        limit: int = 100,
+        status: HealthStatus | None = None,
+    ) -> list[HealthResult]:
+        """A component's results, newest first."""
+        return await self._read(
+            lambda db: health.history(db, component, start_ns, end_ns, limit, status), "read health history"
+        )
+
+    # -- workflows --------------------------------------------------------------------------------------------
+    async def save_execution(self, execution: WorkflowExecution) -> None:
+        """Create or replace an execution by id."""
+        row = workflows.encode_execution(execution)
+        await self._write(lambda db: workflows.save_execution(db, row), f"save execution {execution.id!r}")
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        """Create or replace a step by (execution_id, name, started_ns)."""
+        row = workflows.encode_step(step)
+        await self._write(lambda db: workflows.save_step(db, row), f"save step {step.name!r}")
+
+    async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
+        """An execution with its steps ordered by start."""
+        return await self._read(lambda db: workflows.get_execution(db, execution_id), "read an execution")
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
+        """Executions matching the query, newest first."""
+        return await self._read(lambda db: workflows.list_executions(db, query), "list executions")
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+    async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
+        """Delete what is older than each signal's retention, a chunk per write transaction; rows per signal.
+
+        Freed pages are reused by later writes; past a quarter of the file they are released in small steps.
+        """
+        deleted = dict.fromkeys(RETENTION_SIGNALS, 0)
+        for signal in RETENTION_SIGNALS:
+            seconds = getattr(retention, signal)
+            if seconds is None:
+                continue
+            sweep = Sweep(signal, now_ns - round(seconds * 1e9))
+            while not await self._write(sweep.step, f"sweep old {signal}"):
+                pass
+            deleted[signal] = sweep.deleted
+        if any(deleted.values()):
+            while await self._write(release_free_pages, "release free pages"):
+                pass
+        return deleted
+
+    async def stats(self) -> StorageStats:
+        """Rows per table, and the bytes of the database file and its WAL."""
+
+        def count(db: SQLiteDatabase) -> StorageStats:
+            rows = {table.name: db.fetch(f"SELECT count(*) FROM {table.name}")[0][0] for table in ROW_COUNTED}
+            files = (self.path, self.path + "-wal")
+            return StorageStats(rows=rows, bytes=sum(os.path.getsize(f) for f in files if os.path.exists(f)))
+
+        return await self._read(count, "count rows")

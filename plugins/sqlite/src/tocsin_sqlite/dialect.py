@@ -1,0 +1,74 @@
+"""SQLite's side of the tocsin-sql seam: upserts, min/max, and the FTS5 index over log messages.
+
+The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`),
+filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4).
+It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.logquery` reproduces, and
+`level` (the level's digit), so "warning or worse" is answered by the index and a search's total is a
+count over the index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
+from tocsin_sql.database import Database
+from tocsin_sql.dialect import Dialect
+
+FTS_TABLE = "logs_fts"
+FTS_DDL = (
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(message, level, content='logs', content_rowid='id', "
+    "tokenize='unicode61 remove_diacritics 1', columnsize=0)"
+)
+_INDEX = f"INSERT INTO {FTS_TABLE}(rowid, message, level) VALUES (?, ?, ?)"
+_UNINDEX = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, message, level) VALUES ('delete', ?, ?, ?)"
+
+
+def _fts_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, Any, Any]]:
+    """(rowid, message, level) of stored log rows (`tocsin_sql.logs.COLUMNS` order)."""
+    return [(row[0], row[9], row[2]) for row in rows]
+
+
+class SQLiteDialect(Dialect):
+    """SQLite 3.35+ with FTS5."""
+
+    name = "sqlite"
+
+    def __init__(self) -> None:
+        self._sqlalchemy = sqlite.dialect()
+
+    @property
+    def sqlalchemy(self) -> sa.engine.Dialect:
+        """SQLAlchemy's pysqlite dialect (qmark parameters)."""
+        return self._sqlalchemy
+
+    def insert(self, table: sa.Table) -> Any:
+        """SQLite's INSERT with ON CONFLICT support."""
+        return sqlite.insert(table)
+
+    def least(self, a: Any, b: Any) -> sa.ColumnElement:
+        """Two-argument min() is a scalar function in SQLite."""
+        return sa.func.min(a, b)
+
+    def greatest(self, a: Any, b: Any) -> sa.ColumnElement:
+        """Two-argument max() is a scalar function in SQLite."""
+        return sa.func.max(a, b)
+
+    def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert the rows into the FTS5 table, one executemany per batch."""
+        db.run_many(_INDEX, _fts_rows(rows))
+
+    def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
+        """External-content FTS5 deletes need the indexed values back: the rows as stored."""
+        db.run_many(_UNINDEX, _fts_rows(rows))
+
+    def table_names(self, db: Database) -> set[str]:
+        """Tables (FTS5 shadow and virtual tables included) from sqlite_master."""
+        rows = db.fetch("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        return {name for (name,) in rows}
+
+    def create_extras(self, db: Database) -> None:
+        """The FTS5 index over logs."""
+        db.run(FTS_DDL)

@@ -1,0 +1,198 @@
+"""Schema versions on SQLite: an older file is upgraded in place, a newer one is refused, strangers too."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from tocsin_sql import metrics
+from tocsin_sql.schema import SCHEMA_VERSION
+from tocsin_sql.tiers import window_start
+from tocsin_sqlite import SQLiteStorage
+
+from tocsin.builtins.memory_storage import MemoryStorage
+from tocsin.errors import SchemaVersionError, StorageError
+from tocsin.models import MetricRollup
+from tocsin.sketch import LogSketch
+from tocsin.storage import LogQuery, MetricQuery
+
+from .helpers import SECOND, T0, config
+
+# What the first release (schema version 1) created, frozen here as that release wrote it.
+V1_SCHEMA = """
+CREATE TABLE alert_transitions ( id INTEGER NOT NULL, fingerprint TEXT NOT NULL, rule TEXT NOT NULL,
+  time_ns BIGINT NOT NULL, from_state TEXT NOT NULL, to_state TEXT NOT NULL, value FLOAT, reason TEXT NOT NULL,
+  actor TEXT, PRIMARY KEY (id) );
+CREATE INDEX ix_alert_transitions_fingerprint ON alert_transitions (fingerprint, time_ns);
+CREATE INDEX ix_alert_transitions_time ON alert_transitions (time_ns);
+CREATE TABLE alerts ( fingerprint TEXT NOT NULL, rule TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL,
+  severity TEXT NOT NULL, state TEXT NOT NULL, handling TEXT NOT NULL, value FLOAT, state_reason TEXT NOT NULL,
+  active_at_ns BIGINT, fired_at_ns BIGINT, resolved_at_ns BIGINT, keep_firing_since_ns BIGINT, last_eval_ns BIGINT,
+  last_notified_ns BIGINT, episode INTEGER NOT NULL, acknowledged_by TEXT, ack_comment TEXT, ack_until_ns BIGINT,
+  silenced_by TEXT NOT NULL, inhibited_by TEXT NOT NULL, flapping BOOLEAN NOT NULL, updated_ns BIGINT NOT NULL,
+  PRIMARY KEY (fingerprint) );
+CREATE INDEX ix_alerts_updated ON alerts (updated_ns, fingerprint);
+CREATE TABLE deliveries ( id TEXT NOT NULL, channel TEXT NOT NULL, fingerprint TEXT NOT NULL, kind TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL, payload BLOB, state TEXT NOT NULL, attempts INTEGER NOT NULL,
+  created_ns BIGINT NOT NULL, next_attempt_ns BIGINT NOT NULL, lease_until_ns BIGINT, sent_ns BIGINT,
+  last_error TEXT NOT NULL, PRIMARY KEY (id) );
+CREATE INDEX ix_deliveries_created ON deliveries (created_ns, id);
+CREATE INDEX ix_deliveries_due ON deliveries (state, next_attempt_ns);
+CREATE TABLE delivery_attempts ( id INTEGER NOT NULL, delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+  time_ns BIGINT NOT NULL, outcome TEXT NOT NULL, latency_s FLOAT NOT NULL, status_code INTEGER, error TEXT NOT NULL,
+  PRIMARY KEY (id) );
+CREATE INDEX ix_delivery_attempts_delivery ON delivery_attempts (delivery_id, time_ns);
+CREATE TABLE health ( id INTEGER NOT NULL, component TEXT NOT NULL, status TEXT NOT NULL, time_ns BIGINT NOT NULL,
+  latency_s FLOAT NOT NULL, message TEXT NOT NULL, observed FLOAT, details BLOB, PRIMARY KEY (id) );
+CREATE INDEX ix_health_component_time ON health (component, time_ns);
+CREATE INDEX ix_health_time ON health (time_ns);
+CREATE TABLE logs ( id INTEGER NOT NULL, time_ns BIGINT NOT NULL, level SMALLINT NOT NULL, service TEXT NOT NULL,
+  logger TEXT NOT NULL, trace_id BLOB, span_id BLOB, execution_id TEXT, step TEXT, message TEXT NOT NULL,
+  attributes BLOB, PRIMARY KEY (id) );
+CREATE INDEX ix_logs_execution ON logs (execution_id) WHERE execution_id IS NOT NULL;
+CREATE INDEX ix_logs_trace ON logs (trace_id) WHERE trace_id IS NOT NULL;
+CREATE TABLE metric_rollups ( series_id BIGINT NOT NULL, start_ns BIGINT NOT NULL, interval_s FLOAT NOT NULL,
+  count BIGINT NOT NULL, sum FLOAT NOT NULL, min FLOAT NOT NULL, max FLOAT NOT NULL, last FLOAT NOT NULL,
+  sketch BLOB, PRIMARY KEY (series_id, start_ns) ) WITHOUT ROWID;
+CREATE TABLE metric_series ( id INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, labels TEXT NOT NULL,
+  PRIMARY KEY (id) );
+CREATE INDEX ix_metric_series_name ON metric_series (name);
+CREATE TABLE schema_version ( version INTEGER NOT NULL, applied_ns BIGINT NOT NULL, description TEXT NOT NULL,
+  PRIMARY KEY (version) );
+CREATE TABLE silences ( id TEXT NOT NULL, matchers TEXT NOT NULL, starts_ns BIGINT NOT NULL, ends_ns BIGINT NOT NULL,
+  created_by TEXT NOT NULL, comment TEXT NOT NULL, until_resolved BOOLEAN NOT NULL, created_ns BIGINT NOT NULL,
+  PRIMARY KEY (id) );
+CREATE TABLE spans ( id INTEGER NOT NULL, span_id BLOB NOT NULL, trace_id BLOB NOT NULL, parent_id BLOB,
+  name TEXT NOT NULL, service TEXT NOT NULL, kind TEXT NOT NULL, start_ns BIGINT NOT NULL, end_ns BIGINT,
+  status TEXT NOT NULL, status_message TEXT NOT NULL, attributes BLOB, events BLOB, links BLOB, PRIMARY KEY (id) );
+CREATE INDEX ix_spans_service_start ON spans (service, start_ns, span_id);
+CREATE INDEX ix_spans_start ON spans (start_ns, span_id);
+CREATE INDEX ix_spans_trace ON spans (trace_id);
+CREATE UNIQUE INDEX ux_spans_span_id ON spans (span_id);
+CREATE TABLE tocsin_meta ( "key" TEXT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY ("key") );
+CREATE TABLE workflow_executions ( id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+  started_ns BIGINT NOT NULL, ended_ns BIGINT, params BLOB, trace_id BLOB, span_id BLOB, error TEXT,
+  PRIMARY KEY (id) );
+CREATE INDEX ix_workflow_executions_started ON workflow_executions (started_ns, id);
+CREATE TABLE workflow_steps ( id INTEGER NOT NULL, execution_id TEXT NOT NULL, name TEXT NOT NULL,
+  started_ns BIGINT NOT NULL, status TEXT NOT NULL, ended_ns BIGINT, span_id BLOB, error TEXT, traceback TEXT,
+  PRIMARY KEY (id) );
+CREATE INDEX ix_workflow_steps_started ON workflow_steps (started_ns);
+CREATE UNIQUE INDEX ux_workflow_steps_key ON workflow_steps (execution_id, name, started_ns);
+CREATE VIRTUAL TABLE logs_fts USING fts5(message, level, content='logs', content_rowid='id',
+  tokenize='unicode61 remove_diacritics 1', columnsize=0);
+INSERT INTO schema_version VALUES (1, 1700000000000000000, 'created at version 1');
+"""
+
+
+def _rollups() -> list[MetricRollup]:
+    """A day of latencies every 13 s on two routes, as version 1 stored them."""
+    out = []
+    for n, at in enumerate(range(0, 86_400, 13)):
+        sketch = LogSketch()
+        sketch.add(1 + n % 97)
+        out.append(MetricRollup(name="latency", kind="histogram", labels={"route": "/a" if n % 3 else "/b"},
+                                start_ns=T0 + at * SECOND, interval_s=13.0, count=1, sum=float(1 + n % 97),
+                                min=float(1 + n % 97), max=float(1 + n % 97), last=float(1 + n % 97),
+                                sketch=sketch.to_model()))
+    return out
+
+
+def _build_v1(path) -> None:
+    """A version-1 database holding metrics and one log line, written the way version 1 wrote them."""
+    prepared = metrics.prepare(_rollups())
+    with sqlite3.connect(path) as connection:
+        connection.executescript(V1_SCHEMA)
+        connection.executemany("INSERT INTO metric_series VALUES (?, ?, ?, ?)", prepared.series)
+        connection.executemany("INSERT INTO metric_rollups VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", prepared.rollups)
+        log_id = (T0 >> 20) << 8
+        connection.execute(
+            "INSERT INTO logs (id, time_ns, level, service, logger, message) VALUES (?, ?, 3, 'api', '', ?)",
+            (log_id, T0, "upgrade kept me"),
+        )
+        connection.execute("INSERT INTO logs_fts (rowid, message, level) VALUES (?, 'upgrade kept me', 3)", (log_id,))
+    connection.close()
+
+
+def _schema(path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    connection.close()
+    return sorted((kind, name, " ".join(sql.split())) for kind, name, sql in rows)
+
+
+async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path):
+    path = tmp_path / "old.db"
+    _build_v1(path)
+    storage = SQLiteStorage(config(path))
+    await storage.open()
+    try:
+        assert storage.schema_found == 1
+        memory = MemoryStorage()
+        await memory.write_metrics(_rollups())
+        for aggregate in ("p99", "count", "last", "avg"):
+            query = MetricQuery(name="latency", start_ns=T0, end_ns=T0 + 86_400 * SECOND, aggregate=aggregate,
+                                step_s=3600)
+            assert await storage.query_metrics(query) == await memory.query_metrics(query)
+        rows = (await storage.stats()).rows
+        assert rows["metric_rollups"] == len(_rollups())
+        windows = {(r.labels["route"], width, window_start(r.start_ns, width)) for r in _rollups() for width in (60, 3600)}
+        assert rows["metric_tiers"] == len(windows)  # every minute and hour touched, per route
+        page = await storage.search_logs(LogQuery(text="kept", level="error"))
+        assert [hit.snippet for hit in page.items] == ["upgrade [kept] me"]
+    finally:
+        await storage.close()
+    with sqlite3.connect(path) as connection:
+        versions = connection.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    connection.close()
+    assert [version for version, _ in versions] == [1, SCHEMA_VERSION]
+    assert "metric_tiers" in versions[-1][1]
+    fresh = tmp_path / "new.db"
+    new_storage = SQLiteStorage(config(fresh))
+    await new_storage.open()
+    await new_storage.close()
+    assert _schema(path) == _schema(fresh)
+
+
+async def test_reopening_a_current_file_changes_nothing(tmp_path):
+    storage = SQLiteStorage(config(tmp_path / "t.db"))
+    await storage.open()
+    assert storage.schema_found is None
+    await storage.close()
+    again = SQLiteStorage(config(tmp_path / "t.db"))
+    await again.open()
+    assert again.schema_found == SCHEMA_VERSION
+    await again.close()
+
+
+async def test_a_newer_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "t.db"
+    storage = SQLiteStorage(config(path))
+    await storage.open()
+    await storage.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO schema_version VALUES (99, 0, 'from the future')")
+    connection.close()
+    with pytest.raises(SchemaVersionError, match=r"schema version 99.*up to 2.*newer tocsin"):
+        await SQLiteStorage(config(path)).open()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT max(version) FROM schema_version").fetchone() == (99,)
+    connection.close()
+
+
+async def test_a_database_tocsin_did_not_create_is_refused(tmp_path):
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+    connection.close()
+    with pytest.raises(StorageError, match="not a tocsin database.*users"):
+        await SQLiteStorage(config(path)).open()
+
+
+async def test_two_stores_creating_one_file_at_once_both_open(tmp_path):
+    stores = [SQLiteStorage(config(tmp_path / "t.db")) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    assert sorted(store.schema_found is None for store in stores) == [False, False, True]
+    for store in stores:
+        await store.close()

@@ -103,6 +103,13 @@ async def test_a_failing_test_prints_expected_and_got_as_a_diff(tmp_path, pm):
     ('config = "x.toml"\n[[rules]]\nname = "r"\nmetric = "m"\n', "not both"),
     ('[[rules]]\nname = "r"\n', "a metric rule needs 'metric'"),
     ("this is not toml", "cannot read rule test file"),
+    ('evaluation_interval = "0s"\n', "evaluation_interval: must be at least 1s"),
+    ('[[tests]]\nname = "t"\n[[tests.series]]\nmetric = "m"\nvalues = "1 x"\n',
+     "tests[0].series[0].values: cannot read 'x' in series values '1 x'"),
+    ('[[tests]]\nname = "t"\n[[tests.health]]\ncomponent = "db"\nstatuses = "fine"\n',
+     "tests[0].health[0].statuses: cannot read 'fine'"),
+    ('[[tests]]\nname = "t"\n[[tests.silences]]\nmatchers = "a=b"\n',
+     "tests[0].silences[0]: silence.ends_ns: a silence needs an end (or until_resolved)"),
 ])
 async def test_bad_test_files_are_config_errors(tmp_path, pm, body, message):
     path = tmp_path / "bad.test.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from tocsin import hookimpl
+from tocsin.channels import RateLimit
 from tocsin.clock import VirtualClock
 from tocsin.models import Alert, AlertTransition, Delivery, Notification
 from tocsin.notify import NotifyService
@@ -21,17 +22,25 @@ class OneAtATime(CapturingChannel):
     max_batch = 1
 
 
+class Slow(CapturingChannel):
+    """A capturing channel that accepts one message per 10 s."""
+
+    rate_limit = RateLimit(1, 10.0)
+
+
 class Plugins:
     __name__ = "test-notify-dispatch"
 
     @hookimpl
     def register_notification_channels(self, register):
         register("one-at-a-time", OneAtATime)
+        register("slow", Slow)
 
 
 def service_for(channels: list[dict], clock: VirtualClock, *plugins, **notifications):
     settings = {"group_wait": "0s", **notifications}
     monitor = make_monitor(Plugins(), *plugins, config={"channels": channels, "notifications": settings}, clock=clock)
+    monitor.services.remove(monitor.notify)  # these tests drive dispatching (and restarts) by hand
     return monitor
 
 
@@ -62,7 +71,7 @@ async def test_a_group_is_sent_as_one_message_and_no_grouping_sends_one_each():
     monitor = service_for([{"name": "cap", "type": "captured"},
                            {"name": "each", "type": "captured", "group_by": ["..."]}], clock, group_wait="30s")
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         for i in range(3):
             await notify(service, alert(f"fp{i}", host=f"h{i}"))
         await flush(service)
@@ -80,7 +89,7 @@ async def test_max_batch_one_sends_each_alert_with_its_own_key_on_the_group_time
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "pd", "type": "one-at-a-time"}], clock, group_wait="10s")
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         await notify(service, alert("a"))
         await notify(service, alert("b"))
         await clock.advance(10)
@@ -92,7 +101,7 @@ async def test_an_alert_that_resolves_before_its_group_flushes_is_never_notified
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured"}], clock, group_wait="30s")
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         (firing,) = await notify(service, alert())
         await clock.advance(5)
         (resolved,) = await notify(service, alert(state="resolved"), "resolved")
@@ -110,7 +119,7 @@ async def test_a_stale_trigger_still_retrying_is_dropped_once_its_resolve_is_que
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured", "fail_times": 1}], clock)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         (firing,) = await notify(service, alert())
         await flush(service)  # attempt 1 fails: the trigger waits for its retry
         await clock.advance(0.5)
@@ -130,7 +139,7 @@ async def test_a_delivered_trigger_is_followed_by_its_resolve_and_a_new_episode_
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured"}], clock)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         await notify(service, alert())
         await flush(service)
         await clock.advance(60)
@@ -153,7 +162,7 @@ async def test_retries_give_up_after_max_attempts_and_the_fallback_hears_about_i
                            {"name": "ops", "type": "log", "min_severity": "critical"}], clock, max_attempts=3)
     async with monitor:
         events = monitor.events.subscribe(["notifications"])
-        service = NotifyService(monitor)
+        service = monitor.notify
         rows = await notify(service, alert())
         for _ in range(3):
             await flush(service)
@@ -175,7 +184,7 @@ async def test_a_permanent_failure_is_not_retried():
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured", "fail_times": 5, "fail_permanently": True}], clock)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         (row,) = await notify(service, alert())
         await flush(service)
         await clock.advance(3600)
@@ -188,7 +197,7 @@ async def test_rows_for_a_channel_no_longer_configured_fail_and_are_counted():
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured"}], clock)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         (row,) = await notify(service, alert())
         ghost = msgspec.structs.replace(row, id="ghost", channel="removed")
         await monitor.storage.enqueue_deliveries([ghost])
@@ -225,7 +234,7 @@ async def test_the_dispatcher_loop_runs_on_the_monitor_clock():
     clock = VirtualClock(T0)
     monitor = service_for([{"name": "cap", "type": "captured"}], clock, poll_interval="1s", group_wait="10s")
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         await service.start()
         await notify(service, alert())
         await clock.advance(9)
@@ -253,7 +262,7 @@ async def test_channel_and_rule_templates_and_a_render_plugin_shape_the_message(
     rule_templates = {"disk-full": {"body": "Disk full on {{ alert.labels.host }}{{ alert.labels.missing }}"}}
     monitor = service_for(channels, clock, Shouting(), rule_templates=rule_templates)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         await notify(service, alert(host="db-1"))
         await flush(service)
     (cap,), (plain,), (loud,) = sent(service), sent(service, "plain"), sent(service, "loud")
@@ -267,8 +276,33 @@ async def test_a_custom_template_failing_at_render_time_falls_back_to_the_defaul
     channels = [{"name": "cap", "type": "captured", "body_template": "{{ 100 // (alert.value|int) }}"}]
     monitor = service_for(channels, clock)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         await notify(service, msgspec.structs.replace(alert(), value=0.0))
         await flush(service)
     (message,) = sent(service)
     assert message.body.startswith("- [FIRING] disk-full")
+
+
+async def test_rate_limited_sends_wait_their_turn_and_stopping_leaves_them_leased_for_the_next_run():
+    clock = VirtualClock(T0)
+    monitor = service_for([{"name": "slow", "type": "slow", "group_by": ["..."]}], clock, lease="60s")
+    async with monitor:
+        service = monitor.notify
+        rows = []
+        for name in "abc":
+            rows += await notify(service, alert(name))
+            await clock.advance(0.001)  # claimed oldest first
+        await flush(service)
+        assert [n.alert.fingerprint for n in sent(service, "slow")] == ["a"]
+        await clock.advance(10)
+        await service.settled()
+        assert [n.alert.fingerprint for n in sent(service, "slow")] == ["a", "b"]
+        await service.stop()  # "c" was waiting for its slot: cancelled, still leased
+        assert (await service.delivery(rows[2].id)).state == "sending"
+        later = NotifyService(monitor)
+        await clock.advance(49.9)
+        await flush(later)
+        assert sent(later, "slow") == []  # the lease has not run out yet
+        await clock.advance(1)
+        await flush(later)
+    assert [n.alert.fingerprint for n in sent(later, "slow")] == ["c"]

@@ -112,7 +112,7 @@ async def test_500_five_times_then_200_is_one_success_with_one_key_and_growing_g
     async with HttpReceiver([500] * 5, default=200, clock=clock) as receiver:
         monitor = monitor_for([{"name": "hook", "type": "hook", "url": receiver.url}], clock)
         async with monitor:
-            service = NotifyService(monitor)
+            service = monitor.notify
             (row,) = await route(service, *firing(), clock.now_ns())
             final = await run_until_final(service, clock, row.id)
             attempts = await service.attempts(row.id)
@@ -136,7 +136,7 @@ async def test_400_is_one_attempt_recorded_as_permanent_and_reaches_the_fallback
                                {"name": "backup", "type": "captured", "match": {"team": "nobody"}}], clock)
         async with monitor:
             events = monitor.events.subscribe(["notifications"])
-            service = NotifyService(monitor)
+            service = monitor.notify
             rows = await route(service, *firing(), clock.now_ns())
             (row,) = [r for r in rows if r.channel == "hook"]
             final = await run_until_final(service, clock, row.id)
@@ -160,7 +160,7 @@ async def test_429_with_retry_after_waits_at_least_that_long_and_caps_it():
     async with HttpReceiver(script, default=200, clock=clock) as receiver:
         monitor = monitor_for([{"name": "hook", "type": "hook", "url": receiver.url}], clock, max_retry_after="60s")
         async with monitor:
-            service = NotifyService(monitor)
+            service = monitor.notify
             (row,) = await route(service, *firing(), clock.now_ns())
             await service.dispatch_due()
             await service.settled()
@@ -187,7 +187,7 @@ async def test_a_hanging_receiver_times_out_without_holding_up_a_healthy_channel
         monitor = monitor_for([{"name": "stuck", "type": "hook", "url": stuck.url},
                                {"name": "healthy", "type": "hook", "url": healthy.url}], clock)
         async with monitor:
-            service = NotifyService(monitor)
+            service = monitor.notify
             rows = {r.channel: r for r in await route(service, *firing(), clock.now_ns())}
             assert await service.dispatch_due() == 2
             await stuck.wait_for(1)
@@ -217,7 +217,7 @@ async def test_a_storm_of_10000_alerts_keeps_the_rate_limit_and_bounded_memory()
              {"name": "pager", "type": "captured"}], clock, max_pending=10_000)
         async with monitor:
             events = monitor.events.subscribe(["notifications"], maxsize=100)
-            service = NotifyService(monitor)
+            service = monitor.notify
             tracemalloc.start()
             try:
                 for i in range(10_000):
@@ -225,8 +225,9 @@ async def test_a_storm_of_10000_alerts_keeps_the_rate_limit_and_bounded_memory()
                     await route(service, alert, transition, clock.now_ns())
                 overflow, transition = firing("one-too-many", service="svc0")
                 assert await route(service, overflow, transition, clock.now_ns()) == []
-                for _ in range(200):
-                    await service.dispatch_due()
+                for second in range(200):  # a poll every 10 s; sends wake on their rate-limit slots in between
+                    if second % 10 == 0:
+                        await service.dispatch_due()
                     await service.settled()
                     if service.dispatcher.stats.sent == 20_000:
                         break
@@ -244,7 +245,8 @@ async def test_a_storm_of_10000_alerts_keeps_the_rate_limit_and_bounded_memory()
     assert pager_message.title == "[FIRING:10000] disk-full (critical)" and "… and 9980 more" in pager_message.body
     assert [e.data["channel"] for e in events.drain() if e.type == "dropped"] == ["slack", "pager"]
     assert service.overflow == 2
-    assert peak < 256 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
+    assert service.dispatcher.stats.deferred > 0  # messages past half a lease away waited in the outbox
+    assert peak < 160 * 2**20, f"peak traced memory {peak / 2**20:.0f} MiB"
 
 
 # -- kill -9 between sending and marking sent ---------------------------------------------------------
@@ -266,7 +268,7 @@ async def child(database: str, url: str, phase: str) -> None:
                                 "egress": {"allow": ["127.0.0.1"]}}}
     monitor = make_monitor(HookPlugin(), config=config, entrypoints=True)
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         alert, transition = firing()
         if phase == "first":
             await route(service, alert, transition, monitor.clock.now_ns())

@@ -70,7 +70,7 @@ def monitor_for(*channels: dict, **notifications):
 async def test_preview_renders_exactly_what_the_channel_would_send_and_says_whether_it_would():
     monitor = monitor_for({"name": "ops", "type": "log", "level": "error", "title_template": "{{ rule }} on "
                            "{{ alert.labels.host }}"}, {"name": "pager", "type": "log", "min_severity": "critical"})
-    service = NotifyService(monitor)
+    service = monitor.notify
     preview = service.preview(ALERT, "ops")
     assert preview.would_send and preview.reason == ""
     assert preview.notification.title == "disk-full on db-1"
@@ -89,7 +89,7 @@ async def test_preview_renders_exactly_what_the_channel_would_send_and_says_whet
 async def test_test_send_reports_success_and_classified_failure():
     monitor = monitor_for({"name": "ok", "type": "minimal", "prefix": "> "},
                           {"name": "broken", "type": "captured", "fail_times": 1, "fail_permanently": True})
-    service = NotifyService(monitor)
+    service = monitor.notify
     Minimal.received = []
     ok = await service.test("ok")
     broken = await service.test("broken")
@@ -101,7 +101,7 @@ async def test_test_send_reports_success_and_classified_failure():
 async def test_the_log_channel_writes_to_the_monitors_own_log():
     monitor = monitor_for({"name": "ops", "type": "log", "logger": "alerts"}, group_wait="0s")
     async with monitor:
-        service = NotifyService(monitor)
+        service = monitor.notify
         transition = AlertTransition(fingerprint="fp1", rule="disk-full", time_ns=monitor.clock.now_ns(),
                                      from_state="pending", to_state="firing")
         rows = service.router.deliveries_for(ALERT, transition, monitor.clock.now_ns())
@@ -132,21 +132,19 @@ def test_the_log_channel_without_a_running_monitor_uses_stdlib_logging(caplog):
 
 
 def test_bad_channel_settings_are_config_errors_with_paths():
-    monitor = monitor_for(
-        {"name": "a", "type": "log", "fallback": "a"},
-        {"name": "b", "type": "log", "fallback": "zz", "group_by": ["...", "host"]},
-        {"name": "c", "type": "refusing", "url": "ftp://x"},
-        fallback="nowhere",
-    )
     with pytest.raises(ConfigError) as caught:
-        NotifyService(monitor)
-    assert [(p.path, p.message) for p in caught.value.problems] == [
-        ("notifications.fallback", "unknown channel 'nowhere'; configured: a, b, c"),
+        monitor_for({"name": "a", "type": "log", "fallback": "a"},
+                    {"name": "b", "type": "log", "fallback": "zz", "group_by": ["...", "host"]}, fallback="nowhere")
+    assert sorted((p.path, p.message) for p in caught.value.problems) == [
         ("channels[0].fallback", "a channel cannot be its own fallback"),
-        ("channels[1].fallback", "unknown channel 'zz'; configured: a, b, c"),
-        ("channels[1].group_by", '"..." (no grouping) cannot be combined with labels'),
-        ("channels[2]", "url: 'ftp://x' is not a webhook URL"),
+        ("channels[1].fallback", "unknown channel 'zz'; a, b"),
+        ("channels[1].group_by", '"..." (no grouping) cannot be combined with label names'),
+        ("notifications.fallback", "unknown channel 'nowhere'; a, b"),
     ]
+    with pytest.raises(ConfigError) as caught:  # a channel's own check runs when the service builds it
+        NotifyService(monitor_for({"name": "c", "type": "refusing", "url": "ftp://x"}))
+    problems = [(p.path, p.message) for p in caught.value.problems]
+    assert problems == [("channels[0]", "url: 'ftp://x' is not a webhook URL")]
 
 
 def test_the_default_error_classification_follows_the_retry_matrix():
@@ -175,7 +173,7 @@ def test_the_default_error_classification_follows_the_retry_matrix():
 
 async def test_stopping_closes_the_channels_http_clients():
     monitor = monitor_for({"name": "m", "type": "minimal"})
-    service = NotifyService(monitor)
+    service = monitor.notify
     client = service.channels["m"].http
     assert service.channels["m"].http is client
     await service.stop()

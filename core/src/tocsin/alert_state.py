@@ -277,7 +277,7 @@ def notify_resolved_by_hand(update: Update, transition: AlertTransition, *, mute
         update.alert.last_notified_ns = None
 
 
-def notify_acknowledged(update: Update, transition: AlertTransition, now_ns: int, *, muted: bool) -> None:
+def notify_acknowledged(update: Update, transition: AlertTransition, *, muted: bool) -> None:
     """After `acknowledge`: tell receivers who heard `firing` (so a pager can stop escalating)."""
     if is_open(update.alert) and not muted and update.alert.state in PROBLEM_STATES:
         update.notify.append(transition)

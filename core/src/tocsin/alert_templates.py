@@ -88,6 +88,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox, checking the render deadline on every call a template makes."""
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # jinja2's own signature
+        """Refuse to go on past the deadline, then call as the sandbox does."""
         _check_deadline()
         return super().call(__context, __obj, *args, **kwargs)
 

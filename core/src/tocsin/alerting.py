@@ -15,7 +15,8 @@ a firing alert whose value holds still is not rewritten each cycle. Each alert i
 transitions *and* the outbox deliveries its notifying transitions produce, in one `save_alert` call
 (a transactional outbox): a notification exists exactly when its transition does. Which channels a
 notification reaches, and when, is the `Router`'s business (tocsin.routing); without one nothing is
-enqueued. Every transition is also published on the event bus as `Event(topic="alerts", type=<to_state>)`.
+enqueued. Every transition is also published on the event bus as `Event(topic="alerts", type=<to_state>)`,
+and each cycle ends with an `evaluated` event (its duration and counts).
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ class AlertingService:
         self._channels = {channel.name for channel in monitor.config.channels}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self.last_report: CycleReport | None = None
+        self._scanned = False
         for rule in cfg.rules:
             self._install(rule)
 
@@ -205,7 +208,7 @@ class AlertingService:
             for status in cycle.health_changes:
                 self.monitor.emit(Event(topic="alerts", type="rule_health", time_ns=now,
                                         data=msgspec.to_builtins(status)))
-            return CycleReport(
+            self.last_report = CycleReport(
                 time_ns=now, duration_s=time.perf_counter() - started, rules=len(self.evaluator.rules),
                 alerts=[update.alert for update in cycle.updates],
                 transitions=[t for update in cycle.updates for t in update.transitions],
@@ -213,17 +216,34 @@ class AlertingService:
                 failed_rules=[name for name in self.evaluator.rules
                               if self.evaluator.status[name].health == "error"],
             )
+            report = self.last_report
+            self.monitor.emit(Event(topic="alerts", type="evaluated", time_ns=now, data={
+                "duration_s": report.duration_s, "rules": report.rules, "failed_rules": report.failed_rules,
+                "alerts": len(report.alerts), "transitions": len(report.transitions),
+                "notifications": len(report.notifications)}))
+            return report
 
-    async def _reload(self, storage: StorageBackend) -> None:
-        """Read the alerts in play back from storage (plus the open ones that resolved, still to be told)."""
-        loaded: dict[str, Alert] = {}
-        query = AlertQuery(states=sorted(ACTIVE_STATES), limit=PAGE)  # type: ignore[arg-type]
+    async def _alerts(self, storage: StorageBackend, states: Sequence[str]) -> list[Alert]:
+        query = AlertQuery(states=list(states), limit=PAGE)  # type: ignore[arg-type]
+        alerts: list[Alert] = []
         while True:
             page = await storage.list_alerts(query)
-            loaded.update((alert.fingerprint, alert) for alert in page.items)
+            alerts += page.items
             if page.next_cursor is None:
-                break
+                return alerts
             query = msgspec.structs.replace(query, cursor=page.next_cursor)
+
+    async def _reload(self, storage: StorageBackend) -> None:
+        """Read the alerts in play back from storage (plus the open ones that resolved, still to be told).
+
+        The first cycle of a process also scans the ended alerts once, for those whose receivers still think
+        they fire (resolved while silenced) or that are held as flapping; later cycles track them in memory.
+        """
+        loaded = {alert.fingerprint: alert for alert in await self._alerts(storage, sorted(ACTIVE_STATES))}
+        if not self._scanned:
+            self._scanned = True
+            loaded.update((alert.fingerprint, alert) for alert in await self._alerts(storage, sorted(QUIET_STATES))
+                          if is_open(alert) or alert.flapping)
         for fingerprint, alert in self.evaluator.alerts.items():
             if fingerprint not in loaded and (is_open(alert) or alert.flapping):
                 fresh = await storage.get_alert(fingerprint)
@@ -274,7 +294,7 @@ class AlertingService:
                                  f"future (now is {now})")
             update = Update.of(alert)
             transition = acknowledge(update, by, comment, until_ns, now)
-            notify_acknowledged(update, transition, now, muted=bool(alert.silenced_by or alert.inhibited_by))
+            notify_acknowledged(update, transition, muted=bool(alert.silenced_by or alert.inhibited_by))
             await self._save(storage, update, now)
             return update.alert
 

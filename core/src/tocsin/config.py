@@ -226,10 +226,10 @@ class ChannelConfig(Section, kw_only=True):
 
 def _check_templates(**templates: str | None) -> None:
     """Compile notification templates when the config loads; a bad one is a ValueError naming its key."""
-    from tocsin.notify_templates import compile_template
-
     for key, source in templates.items():
         if source is not None:
+            from tocsin.notify_templates import compile_template  # jinja2 only when templates are configured
+
             compile_template(source, what=key)
 
 
@@ -324,6 +324,9 @@ def _check_references(config: Config, registries: Any) -> list[ConfigProblem]:
     from tocsin.alert_rules import alerting_problems  # imported here: alert_rules imports this module
 
     problems.extend(alerting_problems(config.alerting))
+    from tocsin.routing import notification_problems  # imported here: routing imports this module
+
+    problems.extend(notification_problems(config))
     for i, check in enumerate(config.health.checks):
         for j, name in enumerate(check.depends_on):
             if name not in checks:

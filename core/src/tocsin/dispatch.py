@@ -145,9 +145,10 @@ class Dispatcher:
             if self.limiter.peek(channel.destination(), channel.rate_limit, now_ns) > horizon_ns:
                 self.stats.deferred += len(batch)  # left leased: claimed again when the lease runs out
                 continue
+            slot = self.limiter.reserve(channel.destination(), channel.rate_limit, now_ns)
             self.in_flight.update(row.id for row in batch)
             self._enter()
-            task = asyncio.create_task(self._deliver(channel, group, batch), name=f"tocsin-notify-{name}")
+            task = asyncio.create_task(self._deliver(channel, group, batch, slot), name=f"tocsin-notify-{name}")
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             started += 1
@@ -181,14 +182,14 @@ class Dispatcher:
 
     # -- one message task --------------------------------------------------------------------------------
 
-    async def _deliver(self, channel: NotificationChannel, group: str, rows: list[Delivery]) -> None:
+    async def _deliver(self, channel: NotificationChannel, group: str, rows: list[Delivery], slot_ns: int) -> None:
         key = (channel.name, group)
         lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
         users[0] += 1
         try:
             async with lock:
                 live = await self._supersede(channel.name, rows)
-                await self._send_waves(channel, live)
+                await self._send_waves(channel, live, slot_ns)
         except Exception as error:  # never let one message take the dispatcher down
             internal_log.warning("tocsin: delivering to channel %r failed unexpectedly: %r", channel.name, error)
         finally:
@@ -198,8 +199,11 @@ class Dispatcher:
             self.in_flight.difference_update(row.id for row in rows)
             self._leave()
 
-    async def _send_waves(self, channel: NotificationChannel, rows: list[Delivery]) -> None:
-        """Send rows in order: the n-th row of each alert goes in wave n; a failing alert holds its later rows."""
+    async def _send_waves(self, channel: NotificationChannel, rows: list[Delivery], slot_ns: int | None) -> None:
+        """Send rows in order: the n-th row of each alert goes in wave n; a failing alert holds its later rows.
+
+        The first message uses the rate-limit slot booked when the rows were claimed; later ones book their own.
+        """
         held: dict[str, int] = {}  # fingerprint -> retry time of the row that failed
         for wave in _waves(rows):
             for chunk in _chunks(wave, channel.max_batch):
@@ -212,8 +216,10 @@ class Dispatcher:
                     chunk = [row for row in chunk if row.fingerprint not in held]
                     if not chunk:
                         continue
-                await self._sleep_until(self.limiter.reserve(channel.destination(), channel.rate_limit,
-                                                             self.clock.now_ns()))
+                if slot_ns is None:
+                    slot_ns = self.limiter.reserve(channel.destination(), channel.rate_limit, self.clock.now_ns())
+                await self._sleep_until(slot_ns)
+                slot_ns = None
                 result = await self._attempt(channel, chunk)
                 retry_at = await self._record(channel, chunk, result, self.clock.now_ns())
                 if retry_at is not None:
@@ -408,11 +414,13 @@ class Dispatcher:
     # -- shutdown ----------------------------------------------------------------------------------------
 
     async def stop(self, grace_s: float) -> None:
-        """Let running sends finish for up to `grace_s` real seconds, then cancel the rest (their leases
-        bring them back after a restart)."""
-        if not self.tasks:
-            return
-        _, running = await asyncio.wait(set(self.tasks), timeout=grace_s)
+        """Let sends in progress finish for up to `grace_s` real seconds, then cancel every task left (those
+        waiting on the clock at once); their leases bring the rows back after a restart."""
+        try:
+            await asyncio.wait_for(self.settled(), grace_s)
+        except TimeoutError:
+            pass
+        running = list(self.tasks)
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)

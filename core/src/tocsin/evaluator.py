@@ -151,7 +151,7 @@ class Signal:
 
 @dataclass
 class Cycle:
-    """The result of one evaluation: every alert touched, and the rules whose health changed."""
+    """The result of one evaluation: every alert touched, and the rules whose health changed (not first-time ok)."""
 
     time_ns: int
     updates: list[Update]
@@ -183,9 +183,10 @@ class Evaluator:
         changes: list[RuleStatus] = []
         source = Source(storage)
         for rule in list(self.rules.values()):
-            health_before = self.status.get(rule.name, RuleStatus(name=rule.name)).health
+            before = self.status.get(rule.name, RuleStatus(name=rule.name)).health
             updates += await self._rule(rule, source, now_ns, existing.get(rule.name, []), silences)
-            if self.status[rule.name].health != health_before:
+            after = self.status[rule.name].health
+            if after != before and (before, after) != ("unknown", "ok"):  # a rule starting fine is no news
                 changes.append(self.status[rule.name])
         for update in updates:
             alert = update.alert
@@ -292,8 +293,9 @@ class Evaluator:
             if signal.condition != "breach":
                 return None
             alert = await self.archive.previous(signal.fingerprint)
-            if alert is None:
+            if alert is None:  # brand new: no history to read
                 alert = new_alert(signal.fingerprint, rule.name, signal.labels, signal.severity, now_ns)
+                self._flaps.seed(alert.fingerprint, (), rule.config.flap_threshold)
         if not self._flaps.knows(alert.fingerprint):
             limit = max(4 * rule.config.flap_threshold, 1)
             self._flaps.seed(alert.fingerprint, await self.archive.history(alert.fingerprint, limit),

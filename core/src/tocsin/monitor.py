@@ -29,6 +29,7 @@ from tocsin.health import HealthCheckService
 from tocsin.log_handler import TocsinHandler
 from tocsin.logs import Logger, drain_records
 from tocsin.metrics import MetricsRegistry
+from tocsin.notify import NotifyService
 from tocsin.models import Event
 from tocsin.plugins import PluginManager, Registries, build_registries, make_plugin_manager
 from tocsin.sampling import make_sampler
@@ -88,7 +89,8 @@ class Monitor:
         self.storage: StorageBackend | None = None
         self.health = HealthCheckService(self)
         self.workflows = WorkflowMonitor(self)
-        self.services: list[Service] = [self.health, self.workflows]
+        self.notify = NotifyService(self)
+        self.services: list[Service] = [self.health, self.workflows, self.notify]
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []

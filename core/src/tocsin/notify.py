@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ from tocsin.models import Alert, Delivery, DeliveryAttempt, Event, Notification
 from tocsin.notify_templates import RenderContext, current_render, overrides, rendered
 from tocsin.redact import secrets_in
 from tocsin.retry import RetryPolicy
-from tocsin.routing import UNGROUPED, Router, config_rule_channels, episode_key
+from tocsin.routing import Router, config_rule_channels, episode_key
 from tocsin.storage import DeliveryQuery, Page, StorageBackend
 
 if TYPE_CHECKING:
@@ -101,20 +100,11 @@ class NotifyService:
     # -- assembly ----------------------------------------------------------------------------------------
 
     def _build_channels(self) -> dict[str, NotificationChannel]:
-        config = self.monitor.config
-        names = {channel.name for channel in config.channels}
+        """Build every configured channel and run its own config check (cross-channel checks ran at load)."""
         problems: list[ConfigProblem] = []
-        if config.notifications.fallback is not None and config.notifications.fallback not in names:
-            problems.append(ConfigProblem("notifications.fallback", _unknown(config.notifications.fallback, names)))
         channels: dict[str, NotificationChannel] = {}
-        for i, entry in enumerate(config.channels):
+        for i, entry in enumerate(self.monitor.config.channels):
             path = f"channels[{i}]"
-            if entry.fallback is not None and (entry.fallback not in names or entry.fallback == entry.name):
-                why = "a channel cannot be its own fallback" if entry.fallback == entry.name else _unknown(
-                    entry.fallback, names)
-                problems.append(ConfigProblem(f"{path}.fallback", why))
-            if entry.group_by is not None and UNGROUPED in entry.group_by and len(entry.group_by) > 1:
-                problems.append(ConfigProblem(f"{path}.group_by", '"..." (no grouping) cannot be combined with labels'))
             cls = self.monitor.registries.channels.get(entry.type)
             try:
                 channel = cls(entry.options if entry.options is not None else cls.Config(), name=entry.name)
@@ -198,7 +188,7 @@ class NotifyService:
         title, body = overrides(self.monitor.config, channel, set())
         context = RenderContext(channel=channel, kind="test", title_template=title, body_template=body)
         draft = Notification(title="", body="", severity="info", kind="test",
-                             idempotency_key=f"tocsin/test/{channel}/{time.time_ns()}")
+                             idempotency_key=f"tocsin/test/{channel}/{self.monitor.clock.now_ns()}")
         try:
             notification = self.render(target, context, draft)
         except Exception as error:
@@ -214,9 +204,11 @@ class NotifyService:
         """Count what is already waiting in the outbox and start the dispatcher loop on the monitor's clock."""
         storage = self._storage()
         for name in self.channels:
+            waiting = 0
             for state in ("pending", "sending"):
                 page = await storage.list_deliveries(DeliveryQuery(channel=name, state=state, limit=1))
-                self.router.pending[name] += page.total or 0
+                waiting += page.total or 0
+            self.router.pending[name] = waiting  # the outbox is the truth, whatever was routed before start
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name="tocsin-notify")
 
@@ -276,7 +268,3 @@ class NotifyService:
     async def attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         """Every attempt of one delivery, oldest first: outcome, latency, status and scrubbed error."""
         return await self._storage().list_attempts(delivery_id)
-
-
-def _unknown(name: str, names: set[str]) -> str:
-    return f"unknown channel {name!r}; configured: {', '.join(sorted(names)) or 'none'}"

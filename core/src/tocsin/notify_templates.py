@@ -181,7 +181,7 @@ class RenderContext:
     """Everything about one message being rendered; the dispatcher sets it while the render hook runs.
 
     `alerts` holds (kind, alert) pairs in message order; `failures` the failure records of a
-    "notification failed" notice. `templates` are the overrides that apply (channel, then rule).
+    "notification failed" notice; `title_template` and `body_template` the overrides that apply, if any.
     """
 
     channel: str
@@ -202,8 +202,11 @@ class RenderContext:
         """The template variables for this message."""
         alerts = [_alert_vars(kind, alert) for kind, alert in self.alerts]
         rules = {a["rule"] for a in alerts}
-        label_sets = [a["labels"] for a in alerts]
-        common = dict(set.intersection(*(set(ls.items()) for ls in label_sets))) if label_sets else {}
+        common = dict(alerts[0]["labels"]) if alerts else {}
+        for a in alerts[1:]:
+            if not common:
+                break
+            common = {k: v for k, v in common.items() if a["labels"].get(k) == v}
         failure = dict(self.failures[0]) if self.failures else {}
         return {
             "alerts": alerts,

@@ -25,7 +25,8 @@ from typing import Any
 
 import msgspec
 
-from tocsin.config import ChannelConfig, NotificationsConfig, RuleConfig
+from tocsin.config import ChannelConfig, Config, NotificationsConfig, RuleConfig
+from tocsin.errors import ConfigProblem
 from tocsin.ledger import Ledger
 from tocsin.models import SEVERITIES, Alert, AlertTransition, Delivery, Severity
 
@@ -144,6 +145,25 @@ class GroupTimer:
             return now_ns
         ticks = math.ceil((now_ns - self.first_ns) / interval_ns)
         return self.first_ns + ticks * interval_ns
+
+
+def notification_problems(config: Config) -> list[ConfigProblem]:
+    """Config checks across channels: fallbacks name other configured channels, `"..."` stands alone."""
+    names = {channel.name for channel in config.channels}
+    known = ", ".join(sorted(names)) or "none configured"
+    problems = []
+    fallback = config.notifications.fallback
+    if fallback is not None and fallback not in names:
+        problems.append(ConfigProblem("notifications.fallback", f"unknown channel {fallback!r}; {known}"))
+    for i, channel in enumerate(config.channels):
+        if channel.fallback == channel.name:
+            problems.append(ConfigProblem(f"channels[{i}].fallback", "a channel cannot be its own fallback"))
+        elif channel.fallback is not None and channel.fallback not in names:
+            problems.append(ConfigProblem(f"channels[{i}].fallback", f"unknown channel {channel.fallback!r}; {known}"))
+        if channel.group_by is not None and UNGROUPED in channel.group_by and len(channel.group_by) > 1:
+            problems.append(ConfigProblem(f"channels[{i}].group_by",
+                                          '"..." (no grouping) cannot be combined with label names'))
+    return problems
 
 
 def config_rule_channels(rules: Sequence[RuleConfig]) -> RuleChannels:

@@ -53,16 +53,18 @@ import asyncio
 import difflib
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 
+from tocsin.alert_rules import MIN_INTERVAL_S
 from tocsin.alert_state import QUIET_STATES, notification_kind
 from tocsin.alerting import AlertingService
 from tocsin.clock import VirtualClock
 from tocsin.config import Config, StorageConfig, config_from_data, load_config
-from tocsin.errors import ConfigError, ConfigProblem, TocsinError
+from tocsin.errors import ConfigError, ConfigProblem, QueryError, TocsinError
 from tocsin.models import (
     Alert,
     Event,
@@ -71,6 +73,7 @@ from tocsin.models import (
     LogRecord,
     MetricRollup,
     Severity,
+    Silence,
     WorkflowExecution,
 )
 from tocsin.plugins import PluginManager, build_registries, make_plugin_manager
@@ -81,6 +84,7 @@ from tocsin.validation import Walker
 from tocsin.values import Duration
 
 IGNORED_LABELS = ("alertname", "severity")
+HEALTH_WORDS = ("healthy", "degraded", "unhealthy", "unknown")
 
 
 class Part(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -274,8 +278,41 @@ def load_test_file(path: str | Path, registries: Any) -> tuple[RuleTestFile, Con
     alerting = config.alerting
     if spec.evaluation_interval is not None:
         alerting = msgspec.structs.replace(alerting, evaluation_interval=spec.evaluation_interval)
+    problems = _input_problems(spec, float(alerting.evaluation_interval))
+    if problems:
+        raise ConfigError(problems, str(path))
     config = msgspec.structs.replace(config, alerting=alerting, storage=StorageConfig(backend="memory"))
     return spec, config
+
+
+def _input_problems(spec: RuleTestFile, interval_s: float) -> list[ConfigProblem]:
+    """Inputs that cannot be written, found before anything runs, each with its path."""
+    problems = []
+    if interval_s < MIN_INTERVAL_S:
+        problems.append(ConfigProblem("evaluation_interval", f"must be at least {MIN_INTERVAL_S:g}s"))
+    for i, test in enumerate(spec.tests):
+        where = f"tests[{i}]"
+        if test.interval is not None and test.interval <= 0:
+            problems.append(ConfigProblem(f"{where}.interval", "must be longer than 0s"))
+        checks: list[tuple[str, Callable[[], object]]] = [
+            (f"{where}.series[{j}].values", lambda text=series.values: expand_values(text))
+            for j, series in enumerate(test.series)]
+        checks += [(f"{where}.health[{j}].statuses", lambda text=item.statuses: expand_words(text, HEALTH_WORDS))
+                   for j, item in enumerate(test.health)]
+        checks += [(f"{where}.silences[{j}]", lambda item=item: _silence(item)) for j, item in enumerate(test.silences)]
+        for path, check in checks:
+            try:
+                check()
+            except (ConfigError, QueryError) as error:
+                problems.append(ConfigProblem(path, " ".join(str(error).split())))
+    return problems
+
+
+def _silence(item: SilenceInput) -> Silence:
+    start = round(item.start * S)
+    return new_silence(item.matchers, created_by="rule-test", now_ns=start, starts_ns=start,
+                       ends_ns=None if item.end is None else round(item.end * S), comment=item.comment,
+                       until_resolved=item.until_resolved)
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -315,7 +352,7 @@ async def _write_inputs(storage: StorageBackend, test: RuleTest, interval_s: flo
     await storage.write_health([
         HealthResult(component=item.component, status=status, time_ns=round(i * interval_s * S))  # type: ignore[arg-type]
         for item in test.health
-        for i, status in enumerate(expand_words(item.statuses, ("healthy", "degraded", "unhealthy", "unknown")))
+        for i, status in enumerate(expand_words(item.statuses, HEALTH_WORDS))
         if status is not None
     ])
     number = 0
@@ -326,10 +363,7 @@ async def _write_inputs(storage: StorageBackend, test: RuleTest, interval_s: flo
             await storage.save_execution(WorkflowExecution(id=f"run-{number}", name=run.name, status=run.status,
                                                            started_ns=start, ended_ns=start + round(run.duration * S)))
     for silence in test.silences:
-        await storage.save_silence(new_silence(
-            silence.matchers, created_by="rule-test", now_ns=round(silence.start * S),
-            starts_ns=round(silence.start * S), ends_ns=None if silence.end is None else round(silence.end * S),
-            comment=silence.comment, until_resolved=silence.until_resolved))
+        await storage.save_silence(_silence(silence))
 
 
 # -- comparing ---------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
-"""Fixtures for the SQLite backend's tests."""
+"""Fixtures for the SQLite backend's tests; puts this directory on sys.path for `sqlite_test_helpers`."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from tocsin_sqlite import SQLiteStorage
 
-from .helpers import config
+sys.path.insert(0, str(Path(__file__).parent))
+
+from sqlite_test_helpers import config
 
 
 @pytest.fixture

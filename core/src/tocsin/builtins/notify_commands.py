@@ -49,4 +49,5 @@ def notify_test(ctx: click.Context, channel: str, config_path: str | None) -> No
 
 @hookimpl
 def register_commands(cli):
+    """Add `tocsin notify`."""
     cli.add_command(notify)

@@ -3,11 +3,14 @@
 Checkpoints. SQLite checkpoints the WAL passively every 1000 pages, but a passive checkpoint cannot reset
 the WAL while any reader still uses it, so with readers always overlapping (or one long reader) the WAL
 grows without bound (RELIABILITY.md section 1: 91 MB after 20k inserts with one open reader). After each
-commit the writer looks at the WAL's size; past `wal_limit` it runs `wal_checkpoint(TRUNCATE)`, waiting at
-most CHECKPOINT_WAIT for the readers of older snapshots to finish (new readers do not hold it up). If a
-reader holds a snapshot longer than that, the writer retries after the next commit at most once a second
-and warns once; the WAL shrinks back to zero as soon as that reader is done. tocsin's own reads end
-within `query_timeout`.
+commit the writer looks at the WAL's size; past `wal_limit` it runs a passive checkpoint (which never
+waits) and then `wal_checkpoint(TRUNCATE)`, which waits at most CHECKPOINT_WAIT for readers of older
+snapshots to finish (new readers do not hold it up) and resets the WAL to zero bytes. When the passive
+checkpoint could not copy every frame, some reader holds an older snapshot: the truncating attempt is then
+made at most every `retry` seconds, which doubles after each failure (up to RETRY_MAX) and drops back after
+a success, so overlapping short readers cost a short wait now and then, and one long reader costs almost
+nothing. The WAL shrinks at the first commit after that reader is done; a warning is logged once when it
+passes four times the limit. tocsin's own reads end within `query_timeout`.
 
 Vacuum. Deleted rows leave free pages, which later writes reuse, so a store under a steady retention
 stops growing. tocsin never runs a full VACUUM (it rewrites the whole file under an exclusive lock and
@@ -28,8 +31,9 @@ from tocsin_sqlite.connection import SQLiteDatabase
 log = logging.getLogger("tocsin.sqlite")
 
 CHECKPOINT_WAIT = 0.1
-"""Seconds a truncating checkpoint waits for old readers before trying again after a later commit."""
-RETRY_INTERVAL = 1.0
+"""Seconds a truncating checkpoint waits for readers of older snapshots before giving up for now."""
+RETRY_MIN = 0.2
+RETRY_MAX = 5.0
 FREE_SHARE_HIGH = 0.25
 FREE_SHARE_LOW = 0.10
 VACUUM_STEP = 2000
@@ -42,6 +46,7 @@ class Checkpointer:
         self.wal_path = path + "-wal"
         self.limit = wal_limit_bytes
         self.busy_timeout_ms = round(busy_timeout * 1000)
+        self.retry = RETRY_MIN
         self.next_try = 0.0
         self.warned = False
         self.checkpoints = 0
@@ -55,21 +60,18 @@ class Checkpointer:
 
     def __call__(self, db: SQLiteDatabase) -> None:
         size = self.wal_size()
-        if size <= self.limit or time.monotonic() < self.next_try:
+        if size <= self.limit:
             return
         connection = db.connection
-        connection.execute(f"PRAGMA busy_timeout = {round(CHECKPOINT_WAIT * 1000)}")
-        try:
-            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.OperationalError:
-            busy = 1
-        finally:
-            connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        if not busy:
-            self.checkpoints += 1
-            self.warned = False
+        _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        now = time.monotonic()
+        if frames != copied and now < self.next_try:
             return
-        self.next_try = time.monotonic() + RETRY_INTERVAL
+        if self._truncate(connection):
+            self.checkpoints += 1
+            self.retry, self.warned = RETRY_MIN, False
+            return
+        self.next_try, self.retry = now + self.retry, min(2 * self.retry, RETRY_MAX)
         if not self.warned and size > 4 * self.limit:
             self.warned = True
             log.warning(
@@ -77,6 +79,17 @@ class Checkpointer:
                 "cannot be checkpointed; it shrinks as soon as that reader finishes",
                 self.wal_path, size // 2**20,
             )
+
+
+    def _truncate(self, connection: sqlite3.Connection) -> bool:
+        connection.execute(f"PRAGMA busy_timeout = {round(CHECKPOINT_WAIT * 1000)}")
+        try:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:
+            busy = 1
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        return not busy
 
 
 def free_pages_to_release(db: SQLiteDatabase) -> int:

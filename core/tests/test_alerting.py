@@ -54,6 +54,7 @@ class RecordingRouter:
 @pytest.fixture
 async def monitor():
     instance = make_monitor(clock=VirtualClock(0), config={"channels": [{"name": "ops", "type": "captured"}]})
+    instance.services.remove(instance.alerting)  # each test drives its own AlertingService
     async with instance:
         yield instance
 

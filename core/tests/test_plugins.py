@@ -313,11 +313,12 @@ async def test_hook_on_event():
     class Observer(Named):
         @hookimpl
         async def on_event(self, monitor, event):
-            seen.append(event.type)
+            if event.topic == "test":  # the monitor's own services publish events too
+                seen.append(event.type)
 
     monitor = make_monitor(Broken("broken"), Observer("observer"))
     async with monitor:
-        monitor.emit(Event(topic="alerts", type="firing", time_ns=1))
+        monitor.emit(Event(topic="test", type="firing", time_ns=1))
         for _ in range(50):
             if seen:
                 break

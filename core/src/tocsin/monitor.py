@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tocsin.aio import await_me_maybe
+from tocsin.alerting import AlertingService
 from tocsin.buffer import BoundedBuffer
 from tocsin.clock import Clock, SystemClock
 from tocsin.config import Config, load_config
@@ -29,8 +30,8 @@ from tocsin.health import HealthCheckService
 from tocsin.log_handler import TocsinHandler
 from tocsin.logs import Logger, drain_records
 from tocsin.metrics import MetricsRegistry
-from tocsin.notify import NotifyService
 from tocsin.models import Event
+from tocsin.notify import NotifyService
 from tocsin.plugins import PluginManager, Registries, build_registries, make_plugin_manager
 from tocsin.sampling import make_sampler
 from tocsin.storage import Retention, StorageBackend
@@ -90,7 +91,9 @@ class Monitor:
         self.health = HealthCheckService(self)
         self.workflows = WorkflowMonitor(self)
         self.notify = NotifyService(self)
-        self.services: list[Service] = [self.health, self.workflows, self.notify]
+        self.alerting = AlertingService(self, router=self.notify.router)
+        self.notify.router.rule_channels = self.alerting.channels_for_rule  # rules added in code route too
+        self.services: list[Service] = [self.health, self.workflows, self.notify, self.alerting]
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -19,9 +19,13 @@ _HEX = frozenset(string.hexdigits)
 
 
 def _to_bytes(value: str, width: int, what: str) -> bytes:
-    if len(value) != width * 2 or not _HEX.issuperset(value):
-        raise StorageError(f"{what} must be {width * 2} hex characters, got {value[:80]!r}")
-    return bytes.fromhex(value)
+    try:
+        raw = bytes.fromhex(value)
+    except (ValueError, TypeError):
+        raw = b""
+    if len(raw) != width or len(value) != width * 2:  # fromhex skips spaces: count both
+        raise StorageError(f"{what} must be {width * 2} hex characters, got {str(value)[:80]!r}")
+    return raw
 
 
 def trace_bytes(value: str, what: str = "trace_id") -> bytes:

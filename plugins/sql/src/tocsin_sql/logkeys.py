@@ -81,6 +81,9 @@ def assign_ids(
     `highest_in(lo, hi)` returns the largest stored id in [lo, hi) or None; it is only asked about buckets
     older than `top`'s, that is for records arriving late, so an in-order batch costs no lookups.
     """
+    in_order = _in_order(times, top)
+    if in_order is not None:
+        return in_order
     ids = [0] * len(times)
     assigned: dict[int, int] = {}  # bucket -> largest id given out by this call
     spill = 0
@@ -92,6 +95,28 @@ def assign_ids(
         assigned[new_bucket] = max(assigned.get(new_bucket, new), new)
         top = new if top is None else max(top, new)
         spill = max(spill, new_bucket - bucket)
+    return Assignment(ids, spill)
+
+
+def _in_order(times: Sequence[int], top: int | None) -> Assignment | None:
+    """The common case without lookups: times never decrease and the first is in or after top's bucket."""
+    ids = []
+    last = top if top is not None else -(2**63)
+    spill = 0
+    previous = None
+    for time_ns in times:
+        if previous is not None and time_ns < previous:
+            return None
+        previous = time_ns
+        key = (time_ns >> BUCKET_SHIFT) << SLOT_BITS
+        if key > last:
+            last = key
+        elif key < (last >> SLOT_BITS) << SLOT_BITS:
+            return None  # older than the newest bucket in use: a late record
+        else:
+            last += 1
+            spill = max(spill, (last >> SLOT_BITS) - (key >> SLOT_BITS))
+        ids.append(last)
     return Assignment(ids, spill)
 
 

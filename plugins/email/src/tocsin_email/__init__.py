@@ -1,0 +1,1 @@
+"""tocsin-email (work in progress)."""

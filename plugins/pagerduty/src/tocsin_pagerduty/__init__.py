@@ -1,0 +1,1 @@
+"""tocsin-pagerduty (work in progress)."""

@@ -1,0 +1,1 @@
+"""tocsin-slack (work in progress)."""

@@ -1,0 +1,1 @@
+"""tocsin-webhook (work in progress)."""

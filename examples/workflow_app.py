@@ -4,9 +4,11 @@ Run it from the repository root:
 
     uv run python examples/workflow_app.py
 
-It uses the embedded default (no config file): SQLite at ./tocsin.db once tocsin-sqlite is installed,
-in-memory storage until then. Four nightly runs: two go well, one fails on a bad row, one is slow enough to
-be reported stuck; a second workflow is expected every 200 ms and never runs, so it is reported missed.
+It uses the embedded default storage (SQLite at ./tocsin.db, or in-memory storage without tocsin-sqlite)
+and a small config given as a dict: a `log` channel and an alert rule on the workflow. Four nightly runs:
+two go well, one fails on a bad row, one is slow enough to be reported stuck; a second workflow is expected
+every 200 ms and never runs, so it is reported missed. The failure fires the rule, and the notification
+lands in tocsin's own log through the `log` channel.
 """
 
 from __future__ import annotations
@@ -49,8 +51,25 @@ def nightly_etl(monitor: tocsin.Monitor, day: str, slow: bool = False) -> None:
             monitor.log.info("loaded", rows=len(parsed))
 
 
+CONFIG = {
+    "channels": [{"name": "ops", "type": "log", "min_severity": "warning", "group_wait": "0s"}],
+    "alerting": {"rules": [{
+        "name": "nightly-etl-failing",
+        "kind": "workflow",
+        "workflow": "nightly-etl",
+        "measure": "failures",
+        "window": "1h",
+        "op": "gt",
+        "threshold": 0,
+        "severity": "error",
+        "channels": ["ops"],
+        "annotations": {"summary": "nightly-etl failed {{ value | int }} time(s) in the last hour"},
+    }]},
+}
+
+
 def main() -> None:
-    monitor = tocsin.Monitor.from_config()  # TOCSIN_CONFIG, or the embedded default
+    monitor = tocsin.Monitor.from_config(CONFIG)  # storage: the embedded default
     workflows = monitor.workflows
     workflows.expect("nightly-etl", max_duration=0.2)
     workflows.expect("hourly-sync", schedule="every 200ms", grace=0.1)
@@ -65,6 +84,10 @@ def main() -> None:
         monitor.run_sync(workflows.check_expectations())
 
         ask = monitor.run_sync
+        ask(workflows.flush())
+        report = ask(monitor.alerting.evaluate())  # the evaluator runs every evaluation_interval; ask it now
+        ask(monitor.notify.dispatch_due())
+        ask(monitor.notify.settled())
         page = ask(workflows.executions(name="nightly-etl"))
         [failed] = ask(workflows.executions(name="nightly-etl", status="failed")).items
         failed_execution, failed_steps = ask(workflows.get(failed.id))
@@ -72,6 +95,7 @@ def main() -> None:
         trace = ask(monitor.storage.get_trace(failed.trace_id))
         logs = ask(monitor.storage.search_logs(LogQuery(execution_id=failed.id)))
         stats = ask(workflows.stats("nightly-etl"))
+        notices = ask(monitor.storage.search_logs(LogQuery(text="nightly-etl-failing")))
 
     print(f"storage backend: {monitor.config.storage.backend}")
     print(f"executions of nightly-etl: {page.total}")
@@ -93,6 +117,10 @@ def main() -> None:
           f"p95 {stats.p95 * 1000:.1f} ms, running {stats.active}")
     for step in stats.steps:
         print(f"  step {step.name}: {step.count} runs, {step.failed} failed, p50 {step.p50 * 1000:.2f} ms")
+    for alert in report.alerts:
+        print(f"alert {alert.rule}: {alert.state} (value {alert.value:g}) - {alert.annotations.get('summary')}")
+    for hit in notices.items:
+        print(f"notification via the log channel: [{hit.record.level}] {hit.record.message.splitlines()[0]}")
     seen = events.drain()
     print("events:", ", ".join(f"{kind} x{n}" for kind, n in sorted(collections.Counter(e.type for e in seen).items())))
     for event in seen:

@@ -30,3 +30,5 @@ def test_workflow_app_runs_and_reads_back_its_executions(tmp_path):
     assert re.search(r"events: failed x1, missed x\d, started x4, step_failed x2, stuck x1, succeeded x3", out)
     assert re.search(r"stuck: execution [0-9a-f]{32} of 'nightly-etl' has run 0\.\d\ds, over its 0\.20s limit", out)
     assert "missed: 'hourly-sync' missed" in out
+    assert ("alert nightly-etl-failing: firing (value 1) - nightly-etl failed 1 time(s) in the last hour") in out
+    assert "notification via the log channel: [warning] [FIRING] nightly-etl-failing (error)" in out

@@ -57,6 +57,25 @@ def _status_for(error: BaseException) -> RunStatus:
     return "failed" if isinstance(error, Exception) else "cancelled"
 
 
+
+def each_call_in(fn: F, make: Callable[[], Any]) -> F:
+    """Wrap `fn` (def or async def) so each call runs inside a fresh context manager from `make()`."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            async with make():
+                return await fn(*args, **kwargs)
+
+        return call_async  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with make():
+            return fn(*args, **kwargs)
+
+    return call  # type: ignore[return-value]
+
 class Recorder:
     """Where runs and steps report: the tracer, the clock, metrics, the write buffer, events and logs."""
 
@@ -295,22 +314,7 @@ class Run:
         if self.id:
             raise InstrumentError("an execution with a fixed id cannot decorate a function (each call is a new run)")
         recorder, name, params = self._recorder, self.name, self.params
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with Run(recorder, name, params):
-                    return await fn(*args, **kwargs)
-
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with Run(recorder, name, params):
-                return fn(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
+        return each_call_in(fn, lambda: Run(recorder, name, params))
 
     # -- reading --------------------------------------------------------------------------------------------
 
@@ -455,22 +459,7 @@ class StepRun:
     def __call__(self, fn: F) -> F:
         """Use as a decorator: each call of `fn` (def or async def) is this step of the current execution."""
         recorder, name, run = self._recorder, self.name, self.run
-
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def step_async(*args: Any, **kwargs: Any) -> Any:
-                async with StepRun(recorder, name, run):
-                    return await fn(*args, **kwargs)
-
-            return step_async  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def step(*args: Any, **kwargs: Any) -> Any:
-            with StepRun(recorder, name, run):
-                return fn(*args, **kwargs)
-
-        return step  # type: ignore[return-value]
+        return each_call_in(fn, lambda: StepRun(recorder, name, run))
 
     def to_model(self) -> WorkflowStep:
         """The step as stored."""

@@ -219,6 +219,10 @@ class Dispatcher:
                 if slot_ns is None:
                     slot_ns = self.limiter.reserve(channel.destination(), channel.rate_limit, self.clock.now_ns())
                 await self._sleep_until(slot_ns)
+                while self.limiter.peek(channel.destination(), None, self.clock.now_ns()) > self.clock.now_ns():
+                    # a 429 came in since the slot was booked: book one after the destination's Retry-After
+                    await self._sleep_until(self.limiter.reserve(channel.destination(), channel.rate_limit,
+                                                                 self.clock.now_ns()))
                 slot_ns = None
                 result = await self._attempt(channel, chunk)
                 retry_at = await self._record(channel, chunk, result, self.clock.now_ns())

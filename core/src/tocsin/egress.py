@@ -5,8 +5,9 @@ A webhook URL is user input, and a monitoring server that POSTs wherever it is t
 globally routable (loopback, RFC 1918, CGNAT, link-local incl. 169.254.169.254, ULA, multicast, unspecified,
 and those addresses embedded in IPv6 as mapped, 6to4, Teredo or NAT64), then connects to the vetted address
 (pinning defeats DNS rebinding) with the original Host header and TLS server name. Redirects are never
-followed and a response body is read up to a cap. `[notifications.egress] allow` lists hosts, addresses or
-networks that may be private (tests allow 127.0.0.1); `allow_private = true` switches the guard off.
+followed, a response body is read up to a cap, and the URL httpx logs at INFO is cut to scheme://host/...
+(a webhook URL's path is its token). `[notifications.egress] allow` lists hosts, addresses or networks that
+may be private (tests allow 127.0.0.1); `allow_private = true` switches the guard off.
 """
 
 from __future__ import annotations
@@ -145,11 +146,14 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         """Resolve and check the host, connect to the vetted address, and wrap the body in a byte cap."""
         host = request.url.host
         address = await self.guard.resolve(request.url)
-        if address != host:
-            request.url = request.url.copy_with(host=address)
-            if request.url.scheme == "https":
-                request.extensions = {**request.extensions, "sni_hostname": host}
-        response = await self.inner.handle_async_request(request)
+        extensions = request.extensions
+        if address != host and request.url.scheme == "https":
+            extensions = {**extensions, "sni_hostname": host}
+        forwarded = httpx.Request(request.method, request.url.copy_with(host=address), headers=request.headers,
+                                  stream=request.stream, extensions=extensions)
+        response = await self.inner.handle_async_request(forwarded)
+        # httpx logs request.url at INFO once this returns: cut it to scheme://host/... (webhook paths are tokens)
+        request.url = request.url.copy_with(path="/..." if request.url.path != "/" else "/", query=None)
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
         return httpx.Response(

@@ -19,7 +19,11 @@ _URL = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/\s@'\"<>]*@)?([^/\s'\"<>
 
 
 def secrets_in(config: object) -> list[str]:
-    """Every secret value inside a config Struct (nested Structs, lists and dicts included)."""
+    """Every secret value inside a config Struct (nested Structs, lists and dicts included).
+
+    A secret URL also yields its path (with and without the query): servers echo a request's path in their
+    errors without the host, and a webhook's path is its token.
+    """
     found: list[str] = []
     stack = [config]
     while stack:
@@ -27,6 +31,9 @@ def secrets_in(config: object) -> list[str]:
         if isinstance(value, Secret):
             if value.reveal():
                 found.append(value.reveal())
+                url = _URL.fullmatch(value.reveal().strip())
+                if url and len(url.group(3)) > 1:
+                    found += {url.group(3), url.group(3).split("?")[0]} - {"/"}
         elif isinstance(value, msgspec.Struct):
             stack.extend(getattr(value, name) for name in value.__struct_fields__)
         elif isinstance(value, dict):

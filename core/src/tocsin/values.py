@@ -67,4 +67,6 @@ def enc_hook(value: object) -> object:
     """msgspec encoder hook: durations as seconds, secrets as `<secret>`."""
     if isinstance(value, Secret):
         return "<secret>"
+    if isinstance(value, Duration):
+        return float(value)
     raise NotImplementedError(f"cannot encode {type(value).__name__}")

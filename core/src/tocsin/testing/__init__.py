@@ -4,6 +4,8 @@
 - `registered(pm, plugin)`: register a plugin object for the duration of a block.
 - `CapturingChannel`: a notification channel that records what it was asked to send.
 - `tocsin.testing.contracts.StorageBackendContract`: the test suite every storage backend must pass.
+- `tocsin.testing.channel_contract.ChannelContract`: the test suite every notification channel plugin subclasses.
+- `tocsin.testing.receiver.HttpReceiver`: a scripted HTTP server on loopback for channel tests.
 The pytest fixtures in `tocsin.pytest_plugin` load automatically with tocsin installed.
 """
 

@@ -4,7 +4,8 @@
         ...  # point a channel at receiver.url, allow 127.0.0.1 in [notifications.egress]
         assert [r.headers["idempotency-key"] for r in receiver.requests] == [...]
 
-Each request takes the next reply of the script (then `default`). `Reply(hang=True)` accepts the request
+Each request takes the next reply of the script (then `default`); a subclass can override `reply(request)`
+to answer by content (a fake Slack or PagerDuty that enforces its API). `Reply(hang=True)` accepts the request
 and answers nothing until `release()` is called or the client goes away, like a receiver that hangs.
 Requests are stamped with the given clock (a VirtualClock in tests), so spacing can be checked without
 wall-clock time. HTTP/1.1 with `Connection: close`, bodies by Content-Length: enough for webhooks.
@@ -102,7 +103,7 @@ class HttpReceiver:
             request = await self._read(reader)
             if request is None:
                 return
-            reply = self.script.pop(0) if self.script else self.default
+            reply = self.reply(request)
             async with self._arrived:
                 self.requests.append(request)
                 self._arrived.notify_all()
@@ -118,6 +119,10 @@ class HttpReceiver:
         finally:
             self.open_connections -= 1
             writer.close()
+
+    def reply(self, request: ReceivedRequest) -> Reply:
+        """The answer to `request`: the script's next reply, then `default` (subclasses may answer by content)."""
+        return self.script.pop(0) if self.script else self.default
 
     async def _hang(self, reader: asyncio.StreamReader) -> None:
         """Wait for `release()`, or for the client to close the connection (reading gives EOF)."""

@@ -239,6 +239,12 @@ def test_secrets_never_print(registries):
     assert config.server.api_keys[0].key.reveal() == "SECRETVALUE"
 
 
+def test_a_mistyped_secret_is_not_echoed(registries):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"server": {"api_keys": [{"name": "ci", "key": 987654321}]}}, registries=registries, environ={})
+    assert str(caught.value) == "server.api_keys[0].key: expected a string (a secret), got int"
+
+
 def test_json_config_and_syntax_errors(tmp_path, registries):
     good = write(tmp_path, json.dumps({"service": "api", "metrics": {"flush_interval": "15s"}}), "c.json")
     assert load_config(good, registries=registries, environ={}).metrics.flush_interval == 15

@@ -52,8 +52,8 @@ class Walker:
         if annotation is Duration:
             return self._parse(Duration.parse, value, path)
         if annotation is Secret:
-            if not isinstance(value, str):
-                self.problem(path, f"expected a string, got {_kind(value)}")
+            if not isinstance(value, str):  # never echo what was meant to be a secret
+                self.problem(path, f"expected a string (a secret), got {type(value).__name__}")
                 return None
             return Secret(value)
         if origin is Literal:

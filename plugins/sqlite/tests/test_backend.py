@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from sqlite_test_helpers import MS, SECOND, T0, config, log
 from tocsin_sql import retention
-from tocsin_sqlite import SQLiteStorage
+from tocsin_sqlite import SQLiteStorage, vocabulary
 
 from tocsin.config import config_from_data
 from tocsin.errors import ConfigError, StorageError
@@ -179,3 +179,18 @@ async def test_sweep_respects_the_time_of_each_row_at_the_cut(storage):
     assert deleted["logs"] == sum(record.time_ns < cut_at for record in records)
     left = await storage.search_logs(LogQuery(limit=100))
     assert min(hit.record.time_ns for hit in left.items) >= cut_at
+
+
+async def test_compact_merges_the_log_index_into_one_segment(storage):
+    for batch in range(40):
+        await storage.write_logs([log(f"batch {batch} line {n} connection", batch * 100 + n) for n in range(20)])
+
+    def segments(db) -> int:
+        return len(vocabulary._segments(db.fetch("SELECT block FROM logs_fts_data WHERE id = 10")[0][0]))
+
+    before = await storage._read(segments, "count segments")
+    page = await storage.search_logs(LogQuery(text="connection", limit=1000))
+    await storage.compact()
+    assert before > 1 and await storage._read(segments, "count segments") == 1
+    again = await storage.search_logs(LogQuery(text="connection", limit=1000))
+    assert [hit.record.id for hit in again.items] == [hit.record.id for hit in page.items] and again.total == 800

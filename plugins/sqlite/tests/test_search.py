@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -248,8 +247,7 @@ async def test_a_runaway_query_stops_at_the_deadline(tmp_path):
 
 def test_match_errors_from_sqlite_become_query_errors(backends, monkeypatch):
     sqlite_store, _ = backends
-    broken = search.plan(LogQuery(text="disk"))._replace(match='message : ("disk" AND)')
-    monkeypatch.setattr(search, "plan", lambda query: broken)
+    broken = search._Statement('message : ("disk" AND)', None, (), ())
+    monkeypatch.setattr(search, "_statement", lambda db, planned: broken)
     with pytest.raises(QueryError, match="fts5"):
         run(sqlite_store.search_logs(LogQuery(text="disk")))
-    assert isinstance(sqlite3.OperationalError("x"), Exception)

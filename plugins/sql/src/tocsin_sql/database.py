@@ -95,12 +95,12 @@ class Database(ABC):
             return self.execute(statement, params)  # type: ignore[arg-type]
         return self.execute(statement.sql, statement.args(params))
 
-    def run_many(self, statement: Compiled | str, rows: Iterable[Params]) -> None:
-        """Execute one statement once per row of parameters (positional sequences, or mappings)."""
-        if isinstance(statement, str):
-            self.executemany(statement, rows)  # type: ignore[arg-type]
+    def run_many(self, statement: Compiled | str, rows: Sequence[Params]) -> None:
+        """Execute one statement once per row of parameters (all positional sequences, or all mappings)."""
+        if isinstance(statement, str) or not rows or not isinstance(rows[0], Mapping):
+            self.executemany(statement if isinstance(statement, str) else statement.sql, rows)  # type: ignore[arg-type]
         else:
-            self.executemany(statement.sql, (statement.args(row) for row in rows))
+            self.executemany(statement.sql, [statement.args(row) for row in rows])
 
     # -- what a driver provides ---------------------------------------------------------------------------
     @abstractmethod

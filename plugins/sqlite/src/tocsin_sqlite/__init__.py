@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tocsin import hookimpl
-from tocsin_sqlite.backend import SQLiteStorage
+from tocsin_sqlite.storage import SQLiteStorage
 
 __all__ = ["SQLiteStorage", "register_storage_backends"]
 

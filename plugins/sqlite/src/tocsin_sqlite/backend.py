@@ -1,4 +1,4 @@
-"""`SQLiteStorage`: tocsin's embedded default storage backend, one SQLite file in WAL mode.
+"""`SQLiteBackend`: tocsin's embedded default storage backend, one SQLite file in WAL mode.
 
 Each protocol method checks and encodes its input on the caller's thread (so bad input fails before any
 transaction starts and encoding overlaps with SQLite work), then runs one job on the writer or on a reader
@@ -13,9 +13,8 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
 from tocsin_sql import alerts, health, logs, metrics, migrations, outbox, traces, workflows
 from tocsin_sql.database import StatementCache
 from tocsin_sql.retention import Sweep
@@ -54,40 +53,22 @@ from tocsin.storage import (
     SpanQuery,
     StorageStats,
 )
-from tocsin.values import Duration
 from tocsin_sqlite import search
+from tocsin_sqlite.config import SQLiteConfig
 from tocsin_sqlite.connection import SQLiteDatabase, connect, enable_wal
 from tocsin_sqlite.dialect import SQLiteDialect
-from tocsin_sqlite.maintenance import Checkpointer, release_free_pages
+from tocsin_sqlite.maintenance import Checkpointer, merge_index_step, release_free_pages
+from tocsin_sqlite.storage import SQLiteStorage
 from tocsin_sqlite.workers import Pool
 
 _SYNCHRONOUS = {"normal": "NORMAL", "strict": "FULL"}
 
 
-class SQLiteStorage:
-    """Every signal in one SQLite file (WAL, FTS5 log search); registered as storage backend `sqlite`."""
+class SQLiteBackend(SQLiteStorage):
+    """Every signal in one SQLite file (WAL, FTS5 log search): what `SQLiteStorage(config)` builds."""
 
-    class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-        """`[storage]` keys of the sqlite backend."""
-
-        path: str = "./tocsin.db"
-        """The database file; created (with its WAL and shared-memory files beside it) if missing."""
-        durability: Literal["normal", "strict"] = "normal"
-        """normal: synchronous=NORMAL, committed writes survive a crash of the process but may roll back on
-        power loss or an OS crash; strict: synchronous=FULL, every commit is fsync'd first."""
-        busy_timeout: Duration = Duration(5.0)
-        """How long a write waits for another process holding the write lock before it fails."""
-        query_timeout: Duration = Duration(5.0)
-        """A read running longer is stopped with a QueryError."""
-        readers: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
-        """Reader threads (concurrent queries)."""
-        wal_limit_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
-        """The WAL is checkpointed and truncated once it grows past this."""
-        cache_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
-        """SQLite page cache per connection."""
-
-    def __init__(self, config: SQLiteStorage.Config | None = None) -> None:
-        self.config = config or SQLiteStorage.Config()
+    def __init__(self, config: SQLiteConfig | None = None) -> None:
+        self.config = config or SQLiteConfig()
         self.path = os.fspath(self.config.path)
         self._dialect = SQLiteDialect()
         self._statements = StatementCache(self._dialect)
@@ -333,6 +314,7 @@ class SQLiteStorage:
         """Delete what is older than each signal's retention, a chunk per write transaction; rows per signal.
 
         Freed pages are reused by later writes; past a quarter of the file they are released in small steps.
+        Then the log index is compacted (`compact`).
         """
         deleted = dict.fromkeys(RETENTION_SIGNALS, 0)
         for signal in RETENTION_SIGNALS:
@@ -346,7 +328,13 @@ class SQLiteStorage:
         if any(deleted.values()):
             while await self._write(release_free_pages, "release free pages"):
                 pass
+        await self.compact()
         return deleted
+
+    async def compact(self) -> None:
+        """Merge the log index into one segment, a short write transaction at a time (runs after each sweep)."""
+        while await self._write(merge_index_step, "merge the log index"):
+            pass
 
     async def stats(self) -> StorageStats:
         """Rows per table, and the bytes of the database file and its WAL."""

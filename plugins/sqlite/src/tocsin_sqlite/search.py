@@ -1,9 +1,14 @@
 """Log search over FTS5: newest first by time-key id, time ranges as id ranges, totals only while cheap.
 
 The text of a query is parsed by `tocsin.logquery` (the one language every backend speaks) and reaches
-MATCH only as `ParsedQuery.to_fts5()`, every token quoted, restricted to the message column. Levels go
-into MATCH too (`level : ("3" OR "4")`), so the index answers "warning or worse"; the other field filters
-(service, logger, trace, span, execution, step) are WHERE clauses on the joined row.
+MATCH only as `ParsedQuery.to_fts5()`, every token quoted, restricted to the message column. The index also
+holds each row's level, so "warning or worse" can be answered inside MATCH (`level : ("3" OR "4")`): counts
+and searches without text use that; a page with text checks the level of the rows FTS5 streams instead,
+which is cheaper there. The other field filters (service, logger, trace, span, execution, step) are WHERE
+clauses on the joined row.
+
+A prefix (`conn*`) is expanded into the OR of the indexed terms that start with it (`tocsin_sqlite.vocabulary`),
+which streams like a plain word, instead of FTS5's prefix query, which merges every matching doclist first.
 
 Because ids are time keys (`tocsin_sql.logkeys`), `ORDER BY rowid DESC LIMIT n` streams the newest matches
 and stops after n, and [start_ns, end_ns) becomes an id range before FTS5 runs (PERFORMANCE.md section 4:
@@ -19,16 +24,18 @@ from __future__ import annotations
 import sqlite3
 from typing import Any, NamedTuple
 
+import msgspec
 from tocsin_sql import ids, logkeys
 from tocsin_sql import logs as log_rows
 from tocsin_sql.paging import check_limit, cursor_key, page
 
 from tocsin.errors import QueryError
-from tocsin.logquery import ParsedQuery, parse
+from tocsin.logquery import AllOf, AnyOf, Node, Not, ParsedQuery, Term, parse
 from tocsin.models import LOG_LEVELS, LogHit
 from tocsin.storage import LogQuery, Page
 from tocsin_sqlite.connection import SQLiteDatabase
 from tocsin_sqlite.dialect import FTS_TABLE
+from tocsin_sqlite.vocabulary import terms_with_prefix
 
 TOTAL_LIMIT = 1000
 """A search counts at most this many matches; past it `Page.total` is None ("more than 1000")."""
@@ -56,10 +63,14 @@ class _Filter(NamedTuple):
 
 
 class Plan(NamedTuple):
-    """A log search reduced to what the SQL needs; `empty` when no record can match."""
+    """A log search reduced to what the SQL needs; `empty` when no record can match.
 
-    match: str | None
-    has_text: bool
+    `text` is the text part of the query (its prefixes are expanded by `run`, which has the index);
+    `levels` the accepted level codes, or None for every level.
+    """
+
+    text: ParsedQuery | None
+    levels: tuple[int, ...] | None
     filters: tuple[_Filter, ...]
     start_ns: int | None
     end_ns: int | None
@@ -122,15 +133,9 @@ def plan(query: LogQuery) -> Plan:
     before = cursor_key(query.cursor, tuple[int]).get("after_0")
     levels = _levels(query, parsed)
     filters, impossible = _field_filters(query, parsed)
-    clauses = []
-    text = parsed.to_fts5() if parsed is not None else None
-    if text is not None:
-        clauses.append(f"message : ({text})")
-    if len(levels) < len(LOG_LEVELS):
-        clauses.append("level : (" + " OR ".join(f'"{code}"' for code in sorted(levels)) + ")")
     return Plan(
-        match=" AND ".join(clauses) or None,
-        has_text=text is not None,
+        text=parsed if parsed is not None and parsed.has_text else None,
+        levels=None if len(levels) == len(LOG_LEVELS) else tuple(sorted(levels)),
         filters=tuple(filters),
         start_ns=query.start_ns,
         end_ns=query.end_ns,
@@ -138,6 +143,48 @@ def plan(query: LogQuery) -> Plan:
         limit=query.limit,
         empty=impossible or not levels,
     )
+
+
+def _expand(db: SQLiteDatabase, node: Node) -> Node:
+    """The expression with every prefix term replaced by the OR of the indexed terms it stands for."""
+    if isinstance(node, Term):
+        if not node.prefix:
+            return node
+        terms = terms_with_prefix(db, FTS_TABLE, node.tokens[-1])
+        if not terms:  # unreadable, too many, or none at all: FTS5's own prefix query is right (and cheap if none)
+            return node
+        head = node.tokens[:-1]
+        expanded = [Term(tokens=(*head, term)) for term in terms]
+        return expanded[0] if len(expanded) == 1 else AnyOf(items=tuple(expanded))
+    if isinstance(node, AllOf | AnyOf):
+        return type(node)(items=tuple(_expand(db, item) for item in node.items))
+    return Not(item=_expand(db, node.item))
+
+
+class _Statement(NamedTuple):
+    """How one search is run: MATCH expressions for the page and for the count, and the row filters."""
+
+    page_match: str | None
+    count_match: str | None
+    page_filters: tuple[_Filter, ...]
+    count_filters: tuple[_Filter, ...]
+
+
+def _statement(db: SQLiteDatabase, search: Plan) -> _Statement:
+    """Text in the message column; levels as `l.level IN` for a page with text (checking the rows FTS5 streams
+    is cheapest), and inside MATCH otherwise, so counts and text-less pages are answered by the index alone."""
+    text = None
+    if search.text is not None:
+        expr = _expand(db, search.text.expr) if "*" in search.text.source else search.text.expr
+        text = f"message : ({msgspec.structs.replace(search.text, expr=expr).to_fts5()})"
+    if search.levels is None:
+        return _Statement(text, text, search.filters, search.filters)
+    levels = "level : (" + " OR ".join(f'"{code}"' for code in search.levels) + ")"
+    combined = levels if text is None else f"{text} AND {levels}"
+    if text is None:
+        return _Statement(combined, combined, search.filters, search.filters)
+    level_filter = _Filter(f"l.level IN ({', '.join('?' * len(search.levels))})", search.levels)
+    return _Statement(text, combined, (*search.filters, level_filter), search.filters)
 
 
 class _Sql:
@@ -169,14 +216,16 @@ def _time(sql: _Sql, search: Plan) -> None:
         sql.add("l.time_ns < ?", search.end_ns)
 
 
-def _source(sql: _Sql, search: Plan, lo: int | None, hi: int | None, joined: bool = True) -> tuple[str, str]:
+def _source(
+    sql: _Sql, match: str | None, filters: tuple[_Filter, ...], lo: int | None, hi: int | None, joined: bool = True
+) -> tuple[str, str]:
     """The FROM clause and the id column to order by: the FTS index first, unless an indexed filter is
-    more selective (then the filter's index first, MATCH checked per row); `logs` alone without text."""
-    if search.match is None:
+    more selective (then the filter's index first, MATCH checked per row); `logs` alone without MATCH."""
+    if match is None:
         _bounds(sql, "l.id", lo, hi)
         return "logs AS l", "l.id"
-    sql.add(f"{FTS_TABLE} MATCH ?", search.match)
-    if any(item.indexed for item in search.filters):
+    sql.add(f"{FTS_TABLE} MATCH ?", match)
+    if any(item.indexed for item in filters):
         _bounds(sql, "l.id", lo, hi)
         return f"logs AS l CROSS JOIN {FTS_TABLE} ON {FTS_TABLE}.rowid = l.id", "l.id"
     _bounds(sql, f"{FTS_TABLE}.rowid", lo, hi)
@@ -185,60 +234,79 @@ def _source(sql: _Sql, search: Plan, lo: int | None, hi: int | None, joined: boo
     return f"{FTS_TABLE} CROSS JOIN logs AS l ON l.id = {FTS_TABLE}.rowid", f"{FTS_TABLE}.rowid"
 
 
-def _page_rows(db: SQLiteDatabase, search: Plan, span: logkeys.IdRange) -> list[tuple[Any, ...]]:
+def _page_rows(
+    db: SQLiteDatabase, search: Plan, how: _Statement, span: logkeys.IdRange
+) -> list[tuple[Any, ...]]:
     sql = _Sql()
     hi = span.hi
     if search.before_id is not None:
         hi = search.before_id if hi is None else min(hi, search.before_id)
-    source, order = _source(sql, search, span.lo, hi)
+    source, order = _source(sql, how.page_match, how.page_filters, span.lo, hi)
     _time(sql, search)
-    for item in search.filters:
+    for item in how.page_filters:
         sql.add(item.sql, *item.args)
-    snippet = _SNIPPET if search.has_text else "NULL"
+    snippet = _SNIPPET if search.text is not None else "NULL"
     statement = f"SELECT {_ROW}, {snippet} FROM {source} WHERE {sql.clause()} ORDER BY {order} DESC LIMIT ?"
     return db.fetch(statement, (*sql.args, search.limit + 1))
 
 
-def _count_in(db: SQLiteDatabase, search: Plan, lo: int | None, hi: int | None, timed: bool) -> int:
-    """Matches with ids in [lo, hi), at most TOTAL_LIMIT + 1; `timed` checks each row's time too."""
+def _count_in(
+    db: SQLiteDatabase, how: _Statement, lo: int | None, hi: int | None, timed: Plan | None, extra: int = 0
+) -> int:
+    """Matches with ids in [lo, hi), at most TOTAL_LIMIT + 1 + extra; with `timed`, rows' times are checked."""
     sql = _Sql()
-    source, _ = _source(sql, search, lo, hi, joined=timed or bool(search.filters))
-    if timed:
-        _time(sql, search)
-    for item in search.filters:
+    joined = timed is not None or bool(how.count_filters)
+    source, _ = _source(sql, how.count_match, how.count_filters, lo, hi, joined=joined)
+    if timed is not None:
+        _time(sql, timed)
+    for item in how.count_filters:
         sql.add(item.sql, *item.args)
     statement = f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {sql.clause()} LIMIT ?)"
-    return db.fetch(statement, (*sql.args, TOTAL_LIMIT + 1))[0][0]
+    return db.fetch(statement, (*sql.args, TOTAL_LIMIT + 1 + extra))[0][0]
 
 
-def _count(db: SQLiteDatabase, search: Plan, span: logkeys.IdRange) -> int | None:
-    """Every match of the search (cursor aside), or None past TOTAL_LIMIT or COUNT_BUDGET."""
+def _outsiders(db: SQLiteDatabase, search: Plan, span: logkeys.IdRange) -> list[int]:
+    """Ids inside the range's edge buckets whose time falls outside [start_ns, end_ns) (usually none)."""
+    edges = []
+    if span.lo is not None and span.inner_lo is not None:
+        edges.append((span.lo, span.inner_lo))
+    if span.hi is not None and span.inner_hi is not None:
+        edges.append((max(span.inner_hi, span.lo if span.lo is not None else span.inner_hi), span.hi))
+    outside = []
+    for lo, hi in edges:
+        sql = _Sql()
+        _bounds(sql, "l.id", lo, hi)
+        time_ok = _Sql()
+        _time(time_ok, search)
+        statement = f"SELECT l.id FROM logs AS l WHERE {sql.clause()} AND NOT ({time_ok.clause()})"
+        outside += [row[0] for row in db.fetch(statement, (*sql.args, *time_ok.args))]
+    return sorted(set(outside))
+
+
+def _count(db: SQLiteDatabase, search: Plan, how: _Statement, span: logkeys.IdRange) -> int | None:
+    """Every match of the search (cursor aside), or None past TOTAL_LIMIT or COUNT_BUDGET.
+
+    A count with MATCH and no other filter runs on the index alone over the whole id range, then takes away
+    the matches among the few rows of the edge buckets that lie outside the time range; any other count
+    checks each row's time as it goes.
+    """
     timed = search.start_ns is not None or search.end_ns is not None
-    if not timed:
-        regions = [(span.lo, span.hi, False)]
-    else:
-        inner_lo = span.inner_lo if span.lo is None or span.inner_lo is None else max(span.lo, span.inner_lo)
-        inner_hi = span.inner_hi
-        if inner_lo is not None and inner_hi is not None and inner_lo >= inner_hi:
-            regions = [(span.lo, span.hi, True)]
-        else:
-            regions = [(inner_lo, inner_hi, False)]
-            if inner_lo is not None:
-                regions.append((span.lo, inner_lo, True))
-            if inner_hi is not None:
-                regions.append((inner_hi, span.hi, True))
-    total = 0
     try:
         with db.guard.limited(COUNT_BUDGET):
-            for lo, hi, timed_region in regions:
-                total += _count_in(db, search, lo, hi, timed_region)
-                if total > TOTAL_LIMIT:
-                    return None
+            if not timed or how.count_match is None or how.count_filters:
+                total = _count_in(db, how, span.lo, span.hi, search if timed else None)
+            else:
+                outside = _outsiders(db, search, span)
+                total = _count_in(db, how, span.lo, span.hi, None, extra=len(outside))
+                if outside:
+                    marks = ", ".join("?" * len(outside))
+                    statement = f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH ? AND rowid IN ({marks})"
+                    total -= db.fetch(statement, (how.count_match, *outside))[0][0]
     except sqlite3.OperationalError:
         if db.guard.exhausted:
             return None
         raise
-    return total
+    return None if total > TOTAL_LIMIT else total
 
 
 def run(db: SQLiteDatabase, search: Plan) -> Page[LogHit]:
@@ -247,11 +315,12 @@ def run(db: SQLiteDatabase, search: Plan) -> Page[LogHit]:
         return Page(items=[], next_cursor=None, total=0)
     span = logkeys.id_range(search.start_ns, search.end_ns, log_rows.spill(db))
     try:
-        rows = _page_rows(db, search, span)
+        how = _statement(db, search)
+        rows = _page_rows(db, search, how, span)
         if search.before_id is None and len(rows) <= search.limit:
             total: int | None = len(rows)
         else:
-            total = _count(db, search, span)
+            total = _count(db, search, how, span)
     except sqlite3.OperationalError as error:
         if db.guard.expired:
             raise
@@ -259,5 +328,6 @@ def run(db: SQLiteDatabase, search: Plan) -> Page[LogHit]:
         if message.startswith("fts5") or "syntax error" in message or "no such column" in message:
             raise QueryError(f"log search could not run: {message}") from None
         raise
-    hits = [LogHit(record=log_rows.decode(row), snippet=row[-1] if search.has_text else row[9]) for row in rows]
+    text = search.text is not None
+    hits = [LogHit(record=log_rows.decode(row), snippet=row[-1] if text else row[9]) for row in rows]
     return page(hits, search.limit, lambda hit: (hit.record.id,), total)

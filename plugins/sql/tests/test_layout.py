@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
-from tocsin_sql import ids, logkeys, tiers
+from tocsin_sql import codec, ids, logkeys, tiers
 from tocsin_sql.database import StatementCache
 
 from tocsin.errors import StorageError
@@ -127,7 +127,7 @@ def test_ids_round_trip_as_bytes_and_bad_ones_name_the_field():
     for bad in ("", "zz" * 16, "a" * 31, "a" * 33):
         with pytest.raises(StorageError, match="Span trace_id must be 32 hex"):
             ids.trace_bytes(bad, "Span trace_id")
-    assert ids.series_id("m", ids.labels_json({"b": "1", "a": "2"})) == ids.series_id("m", '{"a":"2","b":"1"}')
+    assert ids.series_id("m", codec.to_json({"b": "1", "a": "2"})) == ids.series_id("m", '{"a":"2","b":"1"}')
 
 
 class _Dialect:

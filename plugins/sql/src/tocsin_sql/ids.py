@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Mapping
-
-import msgspec
 
 from tocsin.errors import StorageError
 
@@ -61,14 +58,6 @@ def is_trace_id(value: str) -> bool:
 def is_span_id(value: str) -> bool:
     """Whether a query value can be a stored span id at all."""
     return len(value) == 16 and _HEX.issuperset(value)
-
-
-_LABELS_ENCODER = msgspec.json.Encoder(order="sorted")
-
-
-def labels_json(labels: Mapping[str, str]) -> str:
-    """The canonical text of a label set: JSON with sorted keys, the same for equal sets."""
-    return _LABELS_ENCODER.encode(labels).decode()
 
 
 def series_id(name: str, labels_text: str) -> int:

@@ -33,11 +33,6 @@ def first_id(bucket: int) -> int:
     return bucket << SLOT_BITS
 
 
-def time_floor(log_id: int) -> int:
-    """The start of the bucket an id belongs to (a lower bound of the record's time when nothing spilled)."""
-    return (log_id >> SLOT_BITS) << BUCKET_SHIFT
-
-
 class IdRange(NamedTuple):
     """The ids that can hold records with times in [start_ns, end_ns).
 

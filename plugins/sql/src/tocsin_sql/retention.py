@@ -131,6 +131,7 @@ class _MetricSweep:
         self.series: list[int] | None = None
 
     def rollups(self, db: Database, cutoff_ns: int) -> tuple[int, bool]:
+        """Delete old rollups of the next series (up to CHUNK rows in all)."""
         if self.series is None:
             self.series = metrics.series_ids(db)
         deleted = 0
@@ -143,6 +144,7 @@ class _MetricSweep:
 
     @staticmethod
     def tiers(db: Database, cutoff_ns: int) -> tuple[int, bool]:
+        """Drop tier rows below the new floor and series left empty."""
         metrics.sweep_tiers(db, cutoff_ns)
         return 0, False
 

@@ -31,8 +31,8 @@ def _ns(name: str, *, nullable: bool = False) -> sa.Column:
     return sa.Column(name, sa.BigInteger, nullable=nullable)
 
 
-def _text(name: str, *, nullable: bool = False, default: str | None = None) -> sa.Column:
-    return sa.Column(name, sa.Text, nullable=nullable, server_default=default)
+def _text(name: str, *, nullable: bool = False) -> sa.Column:
+    return sa.Column(name, sa.Text, nullable=nullable)
 
 
 def _blob(name: str, *, nullable: bool = True) -> sa.Column:
@@ -71,9 +71,6 @@ metric_series = sa.Table(
     _text("labels"),
     sa.Index("ix_metric_series_name", "name"),
 )
-
-_ROLLUP_VALUES = ("count", "sum", "min", "max", "last")
-
 
 def _rollup_values() -> list[sa.Column]:
     return [

@@ -52,6 +52,7 @@ class _Fold:
         self.sketch: LogSketch | None = None if row.sketch is None else LogSketch.from_model(row.sketch)
 
     def add(self, row: RollupRow) -> None:
+        """Merge one more rollup of the window."""
         self.count += row.count
         self.sum += row.sum
         self.min = min(self.min, row.min)

@@ -84,6 +84,7 @@ class SQLiteBackend(SQLiteStorage):
             busy_timeout=float(config.busy_timeout),
             synchronous=_SYNCHRONOUS[config.durability],
             cache_mb=config.cache_mb,
+            mmap_mb=config.mmap_mb,
             wal_limit_bytes=config.wal_limit_mb * 2**20,
             query_timeout=float(config.query_timeout),
             reader=reader,

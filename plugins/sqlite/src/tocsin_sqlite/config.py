@@ -27,3 +27,5 @@ class SQLiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The WAL is checkpointed and truncated once it grows past this."""
     cache_mb: Annotated[int, msgspec.Meta(ge=1)] = 64
     """SQLite page cache per connection."""
+    mmap_mb: Annotated[int, msgspec.Meta(ge=0)] = 256
+    """How much of the file SQLite reads through a memory map, shared by every connection (0: none)."""

@@ -136,6 +136,7 @@ def connect(
     busy_timeout: float,
     synchronous: str,
     cache_mb: int,
+    mmap_mb: int,
     wal_limit_bytes: int,
     query_timeout: float,
     reader: bool,
@@ -151,6 +152,7 @@ def connect(
         pragmas = [
             f"busy_timeout = {round(busy_timeout * 1000)}",
             f"cache_size = {-cache_mb * 1024}",
+            f"mmap_size = {mmap_mb * 2**20}",
             "temp_store = MEMORY",
             f"synchronous = {synchronous}",
         ]

@@ -195,10 +195,12 @@ class _Sql:
         self.args: list[Any] = []
 
     def add(self, clause: str, *args: Any) -> None:
+        """One more condition, AND-ed with the others."""
         self.where.append(clause)
         self.args.extend(args)
 
     def clause(self) -> str:
+        """The WHERE clause text ("1" when there is no condition)."""
         return " AND ".join(self.where) if self.where else "1"
 
 

@@ -108,16 +108,19 @@ class _Reader:
         self.idx = f"{table}_idx"
 
     def block(self, rowid: int) -> bytes | None:
+        """One record of `%_data`."""
         row = self.db.connection.execute(f"SELECT block FROM {self.data} WHERE id = ?", (rowid,)).fetchone()
         return None if row is None else row[0]
 
     def page_at_or_before(self, segid: int, term: bytes) -> int | None:
+        """The leaf page of a segment where `term` would be."""
         row = self.db.connection.execute(
             f"SELECT pgno FROM {self.idx} WHERE segid = ? AND term <= ? ORDER BY term DESC LIMIT 1", (segid, term)
         ).fetchone()
         return None if row is None else row[0] >> 1
 
     def page_after(self, segid: int, term: bytes) -> int | None:
+        """The next leaf page of a segment on which a term greater than `term` starts."""
         row = self.db.connection.execute(
             f"SELECT pgno FROM {self.idx} WHERE segid = ? AND term > ? ORDER BY term LIMIT 1", (segid, term)
         ).fetchone()

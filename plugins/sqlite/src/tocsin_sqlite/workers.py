@@ -37,12 +37,11 @@ MAX_GROUP = 128
 class _Task(Generic[R]):
     """A job, what it is for (for messages), and the future of the coroutine awaiting it."""
 
-    __slots__ = ("doing", "future", "job", "loop", "standalone")
+    __slots__ = ("doing", "future", "job", "loop")
 
-    def __init__(self, job: Job, doing: str, standalone: bool) -> None:
+    def __init__(self, job: Job, doing: str) -> None:
         self.job = job
         self.doing = doing
-        self.standalone = standalone
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[R] = self.loop.create_future()
 
@@ -137,23 +136,7 @@ class Worker:
             if _STOP in batch:
                 stopping = True
                 batch = [task for task in batch if task is not _STOP]
-            group: list[_Task[Any]] = []
-            for task in batch:
-                if task.standalone:
-                    self._commit(db, group)
-                    group = []
-                    self._run_alone(db, task)
-                else:
-                    group.append(task)
-            self._commit(db, group)
-
-    def _run_alone(self, db: SQLiteDatabase, task: _Task[Any]) -> None:
-        try:
-            task.settle(task.job(db), None)
-        except BaseException as failure:
-            if db.connection.in_transaction:
-                db.connection.execute("ROLLBACK")
-            task.settle(None, db.translate(failure, task.doing))
+            self._commit(db, batch)
 
     def _commit(self, db: SQLiteDatabase, group: list[_Task[Any]]) -> None:
         """Run a group of jobs in one transaction, each in a savepoint; settle them after COMMIT."""
@@ -238,17 +221,17 @@ class Pool:
         for worker in workers:
             worker.join()
 
-    async def write(self, job: Job, doing: str, *, standalone: bool = False) -> Any:
-        """Run a job in the writer: inside a group transaction, or alone (it manages its own transaction)."""
-        return await self._submit(self._write_jobs, job, doing, standalone)
+    async def write(self, job: Job, doing: str) -> Any:
+        """Run a job in the writer, inside a group transaction (in its own savepoint)."""
+        return await self._submit(self._write_jobs, job, doing)
 
     async def read(self, job: Job, doing: str) -> Any:
         """Run a job in a reader, in one read transaction, under the query deadline."""
-        return await self._submit(self._read_jobs, job, doing, False)
+        return await self._submit(self._read_jobs, job, doing)
 
-    async def _submit(self, jobs: queue.SimpleQueue[Any], job: Job, doing: str, standalone: bool) -> Any:
+    async def _submit(self, jobs: queue.SimpleQueue[Any], job: Job, doing: str) -> Any:
         if not self.running:
             raise StorageError(f"cannot {doing}: the SQLite storage is not open")
-        task: _Task[Any] = _Task(job, doing, standalone)
+        task: _Task[Any] = _Task(job, doing)
         jobs.put(task)
         return await task.future

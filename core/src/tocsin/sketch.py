@@ -80,9 +80,15 @@ class LogSketch:
         if not math.isclose(other.gamma, self.gamma, rel_tol=1e-12):
             raise ValueError(f"cannot merge sketches with gamma {other.gamma} and {self.gamma}")
         for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
-            for key, n in theirs.items():
-                mine[key] = mine.get(key, 0) + n
-                self.count += n
+            if not theirs:
+                continue
+            if mine:
+                get = mine.get
+                for key, n in theirs.items():
+                    mine[key] = get(key, 0) + n
+            else:
+                mine.update(theirs)  # an empty side takes the other's counts in one C-level call
+            self.count += sum(theirs.values())
         self.zeros += other.zeros
         self.count += other.zeros
 

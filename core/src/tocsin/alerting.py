@@ -106,7 +106,7 @@ class AlertingService:
         self.settings = Settings(interval_s=float(cfg.evaluation_interval), timeout_s=float(cfg.evaluation_timeout),
                                  outage_tolerance_s=float(cfg.for_outage_tolerance),
                                  grace_s=float(cfg.for_grace_period))
-        self.evaluator = Evaluator(self.settings, on_timing=self._record_timing)
+        self.evaluator = Evaluator(self.settings, on_timing=self._record_timing, inhibitor=self._health_inhibitor)
         self._channels = {channel.name for channel in monitor.config.channels}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -154,6 +154,13 @@ class AlertingService:
         """The channels a rule names for a severity (empty: every channel that admits it); for the router."""
         compiled = self.evaluator.rules.get(rule)
         return () if compiled is None else compiled.step_for(severity).channels
+
+    def _health_inhibitor(self, rule: CompiledRule, alert: Alert) -> str | None:
+        """An alert about a component (a health rule's, or a `component` label) is inhibited while one of that
+        component's dependencies is unhealthy (SEMANTICS.md §3 item 7); returns the unhealthy dependency."""
+        health = getattr(self.monitor, "health", None)
+        component = rule.config.component or alert.labels.get("component")
+        return health.inhibited(component) if health is not None and component else None
 
     def _record_timing(self, rule: str, seconds: float, ok: bool) -> None:
         self.monitor.metrics.histogram("tocsin_rule_evaluation_seconds").observe(seconds, rule=rule)

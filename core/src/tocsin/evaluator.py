@@ -161,13 +161,19 @@ class Cycle:
 Timing = Callable[[str, float, bool], None]
 
 
+Inhibitor = Callable[[CompiledRule, Alert], "str | None"]
+"""Names what inhibits an alert from outside its rule (an unhealthy dependency of its component), or None."""
+
+
 class Evaluator:
     """Rules, the alerts in play, and the memory one cycle needs of the last (missing series, flapping)."""
 
-    def __init__(self, settings: Settings, *, archive: Archive | None = None, on_timing: Timing | None = None):
+    def __init__(self, settings: Settings, *, archive: Archive | None = None, on_timing: Timing | None = None,
+                 inhibitor: Inhibitor | None = None):
         self.settings = settings
         self.archive: Archive = archive or MemoryArchive()
         self.on_timing = on_timing
+        self.inhibitor = inhibitor
         self.rules: dict[str, CompiledRule] = {}
         self.alerts: dict[str, Alert] = {}
         self.status: dict[str, RuleStatus] = {}
@@ -328,6 +334,9 @@ class Evaluator:
             rank = SEVERITY_RANK[alert.severity]
             alert.inhibited_by = [other.fingerprint for other in firing.get(_series_key(alert), [])
                                   if SEVERITY_RANK[other.severity] > rank]
+            cause = self.inhibitor(rule, alert) if self.inhibitor is not None else None
+            if cause:
+                alert.inhibited_by.append(f"health:{cause}")
             alert.silenced_by = silences.matching(alert.labels)
             expire_acknowledgement(update, now_ns)
             self._flaps.observe(update, now_ns, rule.config.flap_threshold, rule.config.flap_window)

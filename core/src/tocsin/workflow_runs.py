@@ -58,6 +58,15 @@ def _status_for(error: BaseException) -> RunStatus:
 
 
 
+
+def end_span(span: ActiveSpan, status: str, error: object, message: str | None) -> None:
+    """End an execution's or step's span; anything but success records the exception and an error status."""
+    if status != "succeeded":
+        if isinstance(error, BaseException):
+            span.record_exception(error)
+        span.set_status("error", message or status)
+    span.end()
+
 def each_call_in(fn: F, make: Callable[[], Any]) -> F:
     """Wrap `fn` (def or async def) so each call runs inside a fresh context manager from `make()`."""
     if inspect.iscoroutinefunction(fn):
@@ -244,12 +253,7 @@ class Run:
             self.error = summary
         self.ended_ns = self._recorder.now()
         self.status = status
-        span = self.span
-        if status != "succeeded":
-            if isinstance(error, BaseException):
-                span.record_exception(error)
-            span.set_status("error", self.error or status)
-        span.end()
+        end_span(self.span, status, error, self.error)
         self._recorder.run_ended(self)
 
     def succeed(self) -> None:
@@ -405,12 +409,7 @@ class StepRun:
                 run._failed_by = (error, self.name)  # the innermost step an exception left first
         self.ended_ns = self._recorder.now()
         self.status = status
-        span = self.span
-        if status != "succeeded":
-            if isinstance(error, BaseException):
-                span.record_exception(error)
-            span.set_status("error", self.error or status)
-        span.end()
+        end_span(self.span, status, error, self.error)
         if run._open.get(self.name) is self:
             del run._open[self.name]
         self._recorder.step_ended(self)

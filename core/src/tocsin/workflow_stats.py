@@ -19,8 +19,8 @@ QUANTILES = ("p50", "p95", "p99")
 END_OF_TIME = 2**63 - 1
 
 
-class StepStats(msgspec.Struct, kw_only=True):
-    """How one step of a workflow did: finished runs, outcomes, duration percentiles (s), its last run."""
+class Outcomes(msgspec.Struct, kw_only=True):
+    """Finished runs of a workflow or a step: counts by outcome and duration percentiles (s)."""
 
     name: str
     count: int = 0
@@ -31,34 +31,30 @@ class StepStats(msgspec.Struct, kw_only=True):
     p50: float | None = None
     p95: float | None = None
     p99: float | None = None
+
+
+class StepStats(Outcomes, kw_only=True):
+    """How one step of a workflow did, and its last run."""
+
     last_run_ns: int | None = None
     last_status: RunStatus | None = None
 
 
-class WorkflowStats(msgspec.Struct, kw_only=True):
-    """How a workflow did: finished executions, outcomes, duration percentiles (s), running ones, the last run."""
+class WorkflowStats(Outcomes, kw_only=True):
+    """How a workflow did, its running executions, its last run, and each of its steps."""
 
-    name: str
-    count: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    success_rate: float | None = None
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
     active: int = 0
     last_run: WorkflowExecution | None = None
     steps: list[StepStats] = []
 
 
-def _add_outcome(stats: StepStats | WorkflowStats, status: str, count: int) -> None:
+def _add_outcome(stats: Outcomes, status: str, count: int) -> None:
     if status in ("succeeded", "failed", "cancelled"):
         setattr(stats, status, getattr(stats, status) + count)
         stats.count += count
 
 
-def _rate(stats: StepStats | WorkflowStats) -> None:
+def _rate(stats: Outcomes) -> None:
     stats.success_rate = stats.succeeded / stats.count if stats.count else None
 
 

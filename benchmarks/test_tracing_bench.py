@@ -17,8 +17,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBasedTraceIdRatio
 
 from tocsin.buffer import BoundedBuffer
@@ -39,32 +37,6 @@ RATIO = "span: parent-based ratio 0.1 (per 1000 spans)"
 FLOOR = "floor (per 1000 ops)"
 
 results: dict[tuple[str, str], tuple[float, float]] = {}  # (group, impl) -> (median, min) per round
-
-
-class NoOpExporter(SpanExporter):
-    """Accepts every batch and does nothing with it."""
-
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def otel_tracer():
-    """Make OTel tracers with a batch processor; all providers are shut down after the module."""
-    providers: list[TracerProvider] = []
-
-    def make(sampler=None):
-        provider = TracerProvider(sampler=sampler) if sampler is not None else TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
-        providers.append(provider)
-        return provider.get_tracer("bench")
-
-    yield make
-    for provider in providers:
-        provider.shutdown()
 
 
 def tocsin_tracer(sampler: Sampler | None = None) -> Tracer:

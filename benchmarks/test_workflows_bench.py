@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from tocsin.testing import make_monitor
 from tocsin.workflows import WorkflowMonitor
@@ -33,24 +31,6 @@ STEP = "workflow step vs OTel parent + child (per 1000)"
 EXECUTION = "execution with one step vs OTel parent + child (per 1000)"
 
 results: dict[tuple[str, str], tuple[float, float]] = {}  # (group, impl) -> (median, min) per round
-
-
-class NoOpExporter(SpanExporter):
-    """Accepts every batch and does nothing with it."""
-
-    def export(self, spans):
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def otel_tracer():
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NoOpExporter()))
-    yield provider.get_tracer("bench")
-    provider.shutdown()
 
 
 @pytest.fixture
@@ -102,6 +82,7 @@ def test_step_tocsin(benchmark, workflows):
 
 @pytest.mark.benchmark(group=STEP)
 def test_step_otel(benchmark, otel_tracer):
+    otel_tracer = otel_tracer()
     def pairs():
         for _ in LOOP:
             with otel_tracer.start_as_current_span("parent"), otel_tracer.start_as_current_span("child"):
@@ -122,6 +103,7 @@ def test_execution_tocsin(benchmark, workflows):
 
 @pytest.mark.benchmark(group=EXECUTION)
 def test_execution_otel(benchmark, otel_tracer):
+    otel_tracer = otel_tracer()
     def pairs():
         for _ in LOOP:
             with otel_tracer.start_as_current_span("parent"), otel_tracer.start_as_current_span("child"):

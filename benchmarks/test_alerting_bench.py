@@ -23,14 +23,14 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.alerting import AlertingService
+from tocsin.alerting.service import AlertingService
+from tocsin.assembly import load_config
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.clock import VirtualClock
-from tocsin.config import load_config
 from tocsin.models import MetricRollup
 from tocsin.monitor import Monitor
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.sketch import LogSketch
+from tocsin.signals.sketch import LogSketch
 from tocsin.testing import make_monitor
 
 S = 1_000_000_000

@@ -15,10 +15,10 @@ import logging
 import msgspec
 import pytest
 
-from tocsin.buffer import BoundedBuffer
-from tocsin.context import ExecutionContext, current_execution
-from tocsin.log_handler import TocsinHandler
-from tocsin.logs import Logger, drain_records
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.context import ExecutionContext, current_execution
+from tocsin.signals.handler import TocsinHandler
+from tocsin.signals.logs import Logger, drain_records
 
 RECORDS = 1_000
 ROUNDS = 40

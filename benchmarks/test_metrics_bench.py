@@ -23,8 +23,8 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge as PromGauge
 from prometheus_client import Histogram as PromHistogram
 
-from tocsin.metrics import MetricsRegistry
-from tocsin.sketch import LogSketch
+from tocsin.signals.metrics import MetricsRegistry
+from tocsin.signals.sketch import LogSketch
 
 OPS = 1000
 SKETCH_VALUES = 10_000

@@ -39,8 +39,8 @@ from tocsin_sqlite import SQLiteStorage
 from tocsin_sqlite.dialect import FTS_DDL
 
 from tocsin.models import LOG_LEVELS, LogRecord, MetricRollup
-from tocsin.sketch import LogSketch
-from tocsin.storage import LogQuery, MetricQuery
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.protocol import LogQuery, MetricQuery
 
 ROWS = int(os.environ.get("TOCSIN_BENCH_ROWS", "1000000"))
 BATCH = 1000

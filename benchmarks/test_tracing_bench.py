@@ -19,9 +19,9 @@ from collections.abc import Callable
 import pytest
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBasedTraceIdRatio
 
-from tocsin.buffer import BoundedBuffer
-from tocsin.sampling import AlwaysOff, Sampler, make_sampler
-from tocsin.tracing import Tracer
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.sampling import AlwaysOff, Sampler, make_sampler
+from tocsin.signals.tracing import Tracer
 
 SPANS = 1_000
 ROUNDS = 30

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import pytest
 
 from tocsin.testing import make_monitor
-from tocsin.workflows import WorkflowMonitor
+from tocsin.workflows.service import WorkflowMonitor
 
 STEPS = 1_000
 ROUNDS = 30

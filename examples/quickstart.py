@@ -14,7 +14,7 @@ import random
 import time
 
 import tocsin
-from tocsin.storage import LogQuery, MetricQuery, SpanQuery
+from tocsin.storage.protocol import LogQuery, MetricQuery, SpanQuery
 
 
 def checkout(monitor: tocsin.Monitor, order: int) -> None:

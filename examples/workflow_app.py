@@ -17,7 +17,7 @@ import collections
 import time
 
 import tocsin
-from tocsin.storage import LogQuery
+from tocsin.storage.protocol import LogQuery
 
 ROWS = {
     "2024-05-01": ["a", "b", "c"],

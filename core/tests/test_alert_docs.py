@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from tocsin.alerting import AlertingService
+from tocsin.alerting.service import AlertingService
+from tocsin.assembly import load_config
 from tocsin.clock import VirtualClock
-from tocsin.config import load_config
+from tocsin.config.walker import Walker
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.rule_tests import RuleTestFile
 from tocsin.testing import make_monitor
-from tocsin.validation import Walker
+from tocsin.testing.ruletests import RuleTestFile
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "alerting.md"
 TEXT = PAGE.read_text()

@@ -11,7 +11,7 @@ import pytest
 
 from tocsin.errors import ConfigError
 from tocsin.plugins import make_plugin_manager
-from tocsin.rule_tests import arun_file, expand_values, expand_words, render
+from tocsin.testing.ruletests import arun_file, expand_values, expand_words, render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
 
@@ -159,7 +159,7 @@ def test_alerts_commands_against_a_config_storage(tmp_path, capsys, monkeypatch)
     """))
 
     async def fire() -> str:
-        from tocsin.alerting import AlertingService
+        from tocsin.alerting.service import AlertingService
         from tocsin.monitor import Monitor
 
         monitor = Monitor.from_config(config)

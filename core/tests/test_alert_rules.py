@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tocsin import alert_templates
-from tocsin.alert_rules import CompiledRule, fingerprint
-from tocsin.alert_templates import check_template, humanize, humanize_duration, render_annotations
-from tocsin.config import load_config
+from tocsin.alerting import templates as alert_templates
+from tocsin.alerting.rules import CompiledRule, fingerprint
+from tocsin.alerting.silences import format_matchers, parse_matchers
+from tocsin.alerting.templates import check_template, humanize, humanize_duration, render_annotations
+from tocsin.assembly import load_config
 from tocsin.errors import ConfigError, QueryError
 from tocsin.models import LabelMatcher
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.silences import format_matchers, parse_matchers
 
 
 @pytest.fixture(scope="module")

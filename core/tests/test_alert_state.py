@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tocsin.alert_state import (
+from tocsin.alerting.flapping import FlapDetector, is_change
+from tocsin.alerting.state import (
     Policy,
     Update,
     acknowledge,
@@ -16,7 +17,6 @@ from tocsin.alert_state import (
     resolve_by_hand,
     restore_after_outage,
 )
-from tocsin.flapping import FlapDetector, is_change
 from tocsin.models import Alert, AlertTransition
 
 S = 1_000_000_000

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.alert_state import notification_kind
-from tocsin.alerting import AlertingService
+from tocsin.alerting.service import AlertingService
+from tocsin.alerting.state import notification_kind
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError, QueryError
@@ -22,7 +22,7 @@ from tocsin.models import (
     MetricRollup,
     WorkflowExecution,
 )
-from tocsin.storage import AlertQuery, DeliveryQuery
+from tocsin.storage.protocol import AlertQuery, DeliveryQuery
 from tocsin.testing import make_monitor
 
 S = 1_000_000_000

@@ -9,9 +9,10 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.channels import NotificationChannel
-from tocsin.config import Config, load_config
+from tocsin.assembly import load_config
+from tocsin.config.schema import Config
 from tocsin.errors import ConfigError
+from tocsin.notify.channel import NotificationChannel
 from tocsin.plugins import build_registries, make_plugin_manager
 from tocsin.values import Duration, Secret
 

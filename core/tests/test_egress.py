@@ -13,10 +13,11 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.channels import DeliveryRefused, EgressDenied, NotificationChannel, Verdict, raise_for_status
-from tocsin.egress import EgressGuard, is_public
+from tocsin.errors import DeliveryRefused, EgressDenied
 from tocsin.models import Notification
-from tocsin.notify import NotifyService
+from tocsin.notify.channel import NotificationChannel, Verdict, raise_for_status
+from tocsin.notify.egress import EgressGuard, is_public
+from tocsin.notify.service import NotifyService
 from tocsin.testing import make_monitor
 from tocsin.testing.receiver import HttpReceiver, Reply
 

@@ -9,10 +9,10 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.checks import CheckOutcome, HealthCheck
 from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError, TocsinError
-from tocsin.health import HealthCheckService
+from tocsin.health.check import CheckOutcome, HealthCheck
+from tocsin.health.service import HealthCheckService
 from tocsin.testing import make_monitor
 
 START = 1_700_000_000 * 10**9

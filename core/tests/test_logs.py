@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
-from tocsin.buffer import BoundedBuffer
-from tocsin.context import ExecutionContext, current_execution, current_span, wrap
 from tocsin.errors import InstrumentError
-from tocsin.log_handler import TocsinHandler, level_name
-from tocsin.logs import Logger, drain_records, plain
 from tocsin.models import LOG_LEVELS, LogRecord
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.context import ExecutionContext, current_execution, current_span, wrap
+from tocsin.signals.handler import TocsinHandler, level_name
+from tocsin.signals.logs import Logger, drain_records, plain
 
 LEVELS = list(LOG_LEVELS)
 

@@ -11,14 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.builtins.memory_storage import MemoryStorage
-from tocsin.cursors import decode_cursor, encode_cursor
 from tocsin.errors import QueryError, StorageError
-from tocsin.matchers import compile_matchers
 from tocsin.models import LabelMatcher, LogRecord, MetricRollup, SeriesPoints, Sketch
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.rollups import MAX_POINTS, check_query, evaluate
-from tocsin.sketch import LogSketch, gamma_for
-from tocsin.storage import LogQuery, MetricQuery, StorageBackend
+from tocsin.signals.sketch import LogSketch, gamma_for
+from tocsin.storage.cursors import decode_cursor, encode_cursor
+from tocsin.storage.matchers import compile_matchers
+from tocsin.storage.protocol import LogQuery, MetricQuery, StorageBackend
+from tocsin.storage.rollups import MAX_POINTS, check_query, evaluate
 from tocsin.testing.contracts import StorageBackendContract
 
 T0 = 1_700_000_000_000_000_000
@@ -292,7 +292,7 @@ def test_bad_cursors_are_query_errors(cursor):
         decode_cursor(cursor, tuple[int, int])
 
 
-# -- log search goes through tocsin.logquery ------------------------------------------------------
+# -- log search goes through tocsin.storage.logquery ------------------------------------------------------
 
 
 async def test_search_logs_applies_the_whole_query_language():

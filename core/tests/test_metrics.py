@@ -1,4 +1,4 @@
-"""tocsin.metrics: rollup semantics, label handling, the series cap, rules, thread safety and percentiles."""
+"""tocsin.signals.metrics: rollup semantics, label handling, the series cap, rules, thread safety and percentiles."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tocsin.errors import ConfigError, InstrumentError
-from tocsin.metric_series import FOLD_AT
-from tocsin.metrics import InstrumentInfo, MetricsRegistry
 from tocsin.models import Event, MetricRollup
-from tocsin.sketch import LogSketch
+from tocsin.signals.metrics import InstrumentInfo, MetricsRegistry
+from tocsin.signals.series import FOLD_AT
+from tocsin.signals.sketch import LogSketch
 
 SECOND = 1_000_000_000
 
@@ -337,7 +337,7 @@ def test_a_failing_event_sink_does_not_break_recording(clock, caplog):
 
     registry = MetricsRegistry(max_series=1, on_event=explode, clock=clock)
     gauge = registry.gauge("g")
-    with caplog.at_level(logging.ERROR, logger="tocsin.metrics"):
+    with caplog.at_level(logging.ERROR, logger="tocsin.signals.metrics"):
         gauge.set(1, n=1)
         gauge.set(2, n=2)
     assert "cardinality_limit event of metric 'g'" in caplog.text

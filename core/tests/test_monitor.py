@@ -16,7 +16,7 @@ from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import TocsinError
 from tocsin.models import Event
 from tocsin.monitor import Monitor
-from tocsin.storage import LogQuery, MetricQuery, SpanQuery
+from tocsin.storage.protocol import LogQuery, MetricQuery, SpanQuery
 from tocsin.testing import make_monitor
 
 
@@ -170,7 +170,7 @@ def test_stdlib_capture_and_flush_at_interpreter_exit(tmp_path):
         import atexit
         def report():
             import asyncio
-            from tocsin.storage import LogQuery
+            from tocsin.storage.protocol import LogQuery
             page = asyncio.run(monitor.storage.search_logs(LogQuery()))
             print(sorted((h.record.logger, h.record.message) for h in page.items))
         atexit.register(report)   # registered first, so it runs after tocsin's own exit hook (LIFO)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 
 from tocsin import hookimpl
-from tocsin.channels import RateLimit
 from tocsin.clock import VirtualClock
 from tocsin.models import Alert, AlertTransition, Delivery, Notification
-from tocsin.notify import NotifyService
-from tocsin.storage import DeliveryQuery
+from tocsin.notify.channel import RateLimit
+from tocsin.notify.service import NotifyService
+from tocsin.storage.protocol import DeliveryQuery
 from tocsin.testing import CapturingChannel, make_monitor
 
 S = 10**9

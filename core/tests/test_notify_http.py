@@ -20,10 +20,11 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.channels import EgressDenied, NotificationChannel, RateLimit, raise_for_status
 from tocsin.clock import VirtualClock
+from tocsin.errors import EgressDenied
 from tocsin.models import Alert, AlertTransition, Notification
-from tocsin.notify import NotifyService
+from tocsin.notify.channel import NotificationChannel, RateLimit, raise_for_status
+from tocsin.notify.service import NotifyService
 from tocsin.testing import make_monitor
 from tocsin.testing.receiver import HttpReceiver, Reply
 from tocsin.values import Secret

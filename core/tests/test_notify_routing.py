@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from tocsin.config import load_config
-from tocsin.ledger import Ledger
+from tocsin.assembly import load_config
 from tocsin.models import Alert, AlertTransition
+from tocsin.notify.ledger import Ledger
+from tocsin.notify.routing import Router, config_rule_channels, episode_key, transition_kind
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.routing import Router, config_rule_channels, episode_key, transition_kind
 
 S = 10**9
 T0 = 1_700_000_000 * S

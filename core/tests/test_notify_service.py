@@ -10,19 +10,12 @@ import msgspec
 import pytest
 
 from tocsin import hookimpl
-from tocsin.channels import (
-    DeliveryRefused,
-    EgressDenied,
-    NotificationChannel,
-    Verdict,
-    classify_status,
-    parse_retry_after,
-)
 from tocsin.cli import main
-from tocsin.errors import ConfigError, DeliveryError, UnknownName
+from tocsin.errors import ConfigError, DeliveryError, DeliveryRefused, EgressDenied, UnknownName
 from tocsin.models import Alert, AlertTransition, Notification
-from tocsin.notify import NotifyService
-from tocsin.storage import DeliveryQuery, LogQuery
+from tocsin.notify.channel import NotificationChannel, Verdict, classify_status, parse_retry_after
+from tocsin.notify.service import NotifyService
+from tocsin.storage.protocol import DeliveryQuery, LogQuery
 from tocsin.testing import make_monitor
 
 ALERT = Alert(fingerprint="fp1", rule="disk-full", severity="error", labels={"host": "db-1"}, state="firing",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tocsin.config import load_config
+from tocsin.assembly import load_config
 from tocsin.errors import ConfigError
 from tocsin.models import Alert, Notification
-from tocsin.notify_templates import (
+from tocsin.notify.templates import (
     MAX_OUTPUT_CHARS,
     TRUNCATED,
     RenderContext,

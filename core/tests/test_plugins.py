@@ -14,12 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from tocsin import hookimpl
-from tocsin.channels import NotificationChannel
 from tocsin.cli import cli
 from tocsin.errors import DuplicateRegistration, PluginError, UnknownName
 from tocsin.models import Event, Notification
+from tocsin.notify.channel import NotificationChannel
 from tocsin.plugins import DEFAULT_PLUGINS, build_registries, describe_plugins, iter_entry_points, make_plugin_manager
-from tocsin.storage import LogQuery
+from tocsin.storage.protocol import LogQuery
 from tocsin.testing import make_monitor, registered
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugin-hooks.md"

@@ -7,9 +7,9 @@ import wsgiref.util
 import httpx
 import pytest
 
-from tocsin.buffer import BoundedBuffer
 from tocsin.models import Span
-from tocsin.propagation import (
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.propagation import (
     ASGITracingMiddleware,
     WSGITracingMiddleware,
     extract,
@@ -21,8 +21,8 @@ from tocsin.propagation import (
     parse_traceparent,
     parse_tracestate,
 )
-from tocsin.sampling import AlwaysOff
-from tocsin.tracing import SpanContext, Tracer
+from tocsin.signals.sampling import AlwaysOff
+from tocsin.signals.tracing import SpanContext, Tracer
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tocsin import context
-from tocsin.buffer import BoundedBuffer
 from tocsin.errors import ConfigError, InstrumentError
 from tocsin.models import Span, SpanLink
-from tocsin.sampling import (
+from tocsin.signals import context
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.sampling import (
     DROP,
     RECORD_AND_SAMPLE,
     RECORD_ONLY,
@@ -27,7 +27,7 @@ from tocsin.sampling import (
     TraceIdRatio,
     make_sampler,
 )
-from tocsin.tracing import SpanContext, Tracer, use_span
+from tocsin.signals.tracing import SpanContext, Tracer, use_span
 
 SECOND = 1_000_000_000
 REMOTE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

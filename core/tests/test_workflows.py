@@ -10,9 +10,9 @@ import pytest
 from tocsin.clock import VirtualClock
 from tocsin.errors import InstrumentError, QueryError
 from tocsin.models import LabelMatcher
-from tocsin.storage import ExecutionQuery, LogQuery, MetricQuery
+from tocsin.storage.protocol import ExecutionQuery, LogQuery, MetricQuery
 from tocsin.testing import make_monitor
-from tocsin.workflows import WorkflowMonitor
+from tocsin.workflows.service import WorkflowMonitor
 
 START = 1_700_000_000 * 10**9
 

@@ -9,7 +9,7 @@ import pytest
 from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError
 from tocsin.testing import make_monitor
-from tocsin.workflows import WorkflowMonitor
+from tocsin.workflows.service import WorkflowMonitor
 
 START = int(dt.datetime(2024, 5, 1, 10, 0, tzinfo=dt.UTC).timestamp()) * 10**9  # a Wednesday, 10:00 UTC
 MINUTE = 60 * 10**9

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from tocsin.config.schedules import Cron, Every, parse_schedule
 from tocsin.errors import ConfigError
-from tocsin.schedules import Cron, Every, parse_schedule
 
 
 def ns(text: str) -> int:

@@ -3,8 +3,7 @@
 import msgspec
 
 from tocsin import Notification, NotificationChannel, hookimpl
-from tocsin.channels import RateLimit, raise_for_status
-from tocsin.values import Secret
+from tocsin.ext import RateLimit, Secret, raise_for_status
 
 MAX_CONTENT = 2000  # Discord refuses longer messages
 

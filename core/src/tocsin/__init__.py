@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from tocsin.channels import NotificationChannel
 from tocsin.errors import (
     ConfigError,
     DeliveryError,
@@ -20,6 +19,7 @@ from tocsin.errors import (
 )
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Notification
+from tocsin.notify.channel import NotificationChannel
 
 try:
     __version__ = version("tocsin")

@@ -57,7 +57,7 @@ def config() -> None:
 @click.pass_context
 def config_check(ctx: click.Context, path: str) -> None:
     """Validate a tocsin.toml (or .json) and print every problem with its location."""
-    from tocsin.config import load_config
+    from tocsin.assembly import load_config
 
     pm = _plugin_manager(ctx)
     try:

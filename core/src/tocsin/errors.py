@@ -13,6 +13,8 @@ The tree:
     - SchemaVersionError     the database was written by a newer tocsin
   + QueryError               a query (log search, metric query, cursor) is malformed or too expensive
   + DeliveryError            a notification could not be delivered
+    - EgressDenied           the egress guard refused a request (scheme or address)
+    - DeliveryRefused        the destination answered with an error status
 
 User-facing errors say what was wrong and where, never a secret value.
 """
@@ -87,3 +89,18 @@ class QueryError(TocsinError, ValueError):
 
 class DeliveryError(TocsinError):
     """A notification could not be delivered to a channel."""
+
+
+class EgressDenied(DeliveryError):
+    """A request the egress guard refused: a scheme other than http(s), or a non-public address."""
+
+
+class DeliveryRefused(DeliveryError):
+    """The destination answered with an error status; carries it so the dispatcher can decide on a retry."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after_s: float | None = None,
+                 permanent: bool | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+        self.permanent = permanent

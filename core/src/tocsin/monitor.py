@@ -19,24 +19,24 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from tocsin.aio import await_me_maybe
-from tocsin.alerting import AlertingService
-from tocsin.buffer import BoundedBuffer
+from tocsin.alerting.service import AlertingService
+from tocsin.assembly import load_config
 from tocsin.clock import Clock, SystemClock
-from tocsin.config import Config, load_config
+from tocsin.config.schema import Config
 from tocsin.errors import TocsinError
 from tocsin.events import EventBus
-from tocsin.health import HealthCheckService
-from tocsin.log_handler import TocsinHandler
-from tocsin.logs import Logger, drain_records
-from tocsin.metrics import MetricsRegistry
+from tocsin.health.service import HealthCheckService
 from tocsin.models import Event
-from tocsin.notify import NotifyService
-from tocsin.plugins import PluginManager, Registries, build_registries, make_plugin_manager
-from tocsin.sampling import make_sampler
-from tocsin.storage import Retention, StorageBackend
-from tocsin.tracing import Tracer
-from tocsin.workflows import WorkflowMonitor
+from tocsin.notify.service import NotifyService
+from tocsin.plugins import PluginManager, Registries, await_me_maybe, build_registries, make_plugin_manager
+from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.handler import TocsinHandler
+from tocsin.signals.logs import Logger, drain_records
+from tocsin.signals.metrics import MetricsRegistry
+from tocsin.signals.sampling import make_sampler
+from tocsin.signals.tracing import Tracer
+from tocsin.storage.protocol import Retention, StorageBackend
+from tocsin.workflows.service import WorkflowMonitor
 
 T = TypeVar("T")
 

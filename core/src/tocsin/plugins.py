@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import os
 import re
 import sys
@@ -299,3 +300,15 @@ def describe_plugins(pm: PluginManager, registries: Registries) -> list[PluginIn
 def iter_entry_points() -> Iterable[importlib.metadata.EntryPoint]:
     """Every installed `tocsin` entry point (what `make_plugin_manager` would try to load)."""
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+async def await_me_maybe(value: Any) -> Any:
+    """Call `value` if it is callable, await it if awaitable, and return the result (datasette's pattern).
+
+    Lifecycle and observer hooks may return any of the three, so the monitor awaits hook results through this.
+    """
+    if callable(value):
+        value = value()
+    if inspect.isawaitable(value):
+        value = await value
+    return value

@@ -8,11 +8,9 @@ particular to Discord.
 import tocsin_discord
 from tocsin_discord import DiscordChannel
 
-from tocsin.egress import EgressGuard
-from tocsin.models import Notification
+from tocsin.ext import EgressGuard, Notification, Secret
 from tocsin.testing.channel_contract import ChannelContract, http_destination
 from tocsin.testing.receiver import HttpReceiver
-from tocsin.values import Secret
 
 
 class TestDiscordContract(ChannelContract):

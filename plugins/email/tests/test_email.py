@@ -11,12 +11,12 @@ import tocsin_email
 from email_test_server import PASSWORD, USER, alternatives, decoded
 from tocsin_email import EmailChannel, EmailConfig
 
-from tocsin.channels import Verdict
 from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError
 from tocsin.models import Alert, AlertTransition, Notification
-from tocsin.notify import NotifyService
-from tocsin.notify_templates import context_for, rendered
+from tocsin.notify.channel import Verdict
+from tocsin.notify.service import NotifyService
+from tocsin.notify.templates import context_for, rendered
 from tocsin.testing import make_monitor
 from tocsin.values import Secret, enc_hook
 

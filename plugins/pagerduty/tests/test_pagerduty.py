@@ -14,7 +14,7 @@ from tocsin_pagerduty.events import EventSettings, events
 from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError
 from tocsin.models import Alert, MetricRollup, Notification
-from tocsin.storage import AlertQuery
+from tocsin.storage.protocol import AlertQuery
 from tocsin.testing import make_monitor
 from tocsin.testing.channel_contract import ALERT, T0, deliver_all, route
 from tocsin.testing.receiver import Reply

@@ -11,12 +11,12 @@ from sqlite_test_helpers import MS, SECOND, T0, config, log
 from tocsin_sql import retention
 from tocsin_sqlite import SQLiteStorage, vocabulary
 
-from tocsin.config import config_from_data
+from tocsin.assembly import config_from_data
 from tocsin.errors import ConfigError, StorageError
 from tocsin.models import Alert, HealthResult, LogRecord, MetricRollup, Span, WorkflowExecution
 from tocsin.plugins import build_registries, make_plugin_manager
-from tocsin.sketch import LogSketch, gamma_for
-from tocsin.storage import RETENTION_SIGNALS, LogQuery, Retention, SpanQuery, StorageBackend
+from tocsin.signals.sketch import LogSketch, gamma_for
+from tocsin.storage.protocol import RETENTION_SIGNALS, LogQuery, Retention, SpanQuery, StorageBackend
 
 DAY = 86_400
 

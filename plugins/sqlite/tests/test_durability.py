@@ -16,7 +16,7 @@ from sqlite_test_helpers import config, log
 from tocsin_sqlite import SQLiteStorage
 
 from tocsin.errors import StorageError
-from tocsin.storage import LogQuery
+from tocsin.storage.protocol import LogQuery
 
 BATCH = 200
 

@@ -14,8 +14,8 @@ from tocsin_sqlite import SQLiteStorage
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import StorageError
 from tocsin.models import AGGREGATES, LabelMatcher, MetricRollup, SeriesPoints
-from tocsin.sketch import LogSketch, gamma_for
-from tocsin.storage import RETENTION_SIGNALS, MetricQuery, Retention
+from tocsin.signals.sketch import LogSketch, gamma_for
+from tocsin.storage.protocol import RETENTION_SIGNALS, MetricQuery, Retention
 
 SPAN_S = 3 * 3600 + 1234
 LABELS = [{"host": "a", "route": "/x"}, {"host": "b", "route": "/x"}, {"host": "a", "route": "/y"}, {}]

@@ -15,8 +15,8 @@ from tocsin_sqlite import SQLiteStorage
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import SchemaVersionError, StorageError
 from tocsin.models import MetricRollup
-from tocsin.sketch import LogSketch
-from tocsin.storage import LogQuery, MetricQuery
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.protocol import LogQuery, MetricQuery
 
 # What the first release (schema version 1) created, frozen here as that release wrote it.
 V1_SCHEMA = """

@@ -13,7 +13,7 @@ from tocsin_sqlite import SQLiteStorage, search
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import QueryError
 from tocsin.models import LOG_LEVELS
-from tocsin.storage import LogQuery
+from tocsin.storage.protocol import LogQuery
 
 # RELIABILITY.md section 3.5: every one of these raised sqlite3.OperationalError as raw FTS5 MATCH input.
 HOSTILE = [

@@ -9,7 +9,7 @@ from sqlite_test_helpers import T0, config, log, run
 from tocsin_sqlite import SQLiteStorage, vocabulary
 
 from tocsin.builtins.memory_storage import MemoryStorage
-from tocsin.storage import LogQuery
+from tocsin.storage.protocol import LogQuery
 
 STEMS = ["conn", "connect", "connection", "connected", "cache", "cached", "re", "refused", "retry", "retrying",
          "time", "timeout", "timer", "zeta", "über", "naïve"]

@@ -1,6 +1,6 @@
 """Built-in `tocsin rules test` and `tocsin alerts list|ack|resolve` commands.
 
-`rules test FILE...` runs promtool-style rule test files (tocsin.rule_tests) and exits 1 with a diff of
+`rules test FILE...` runs promtool-style rule test files (tocsin.testing.ruletests) and exits 1 with a diff of
 what differed. The `alerts` commands open the storage of a config (`--config`, else `TOCSIN_CONFIG`)
 without starting the monitor's services, so they work next to a running application: an acknowledgement
 or a manual resolve made here is picked up by its evaluator at the next evaluation.
@@ -19,7 +19,7 @@ import msgspec
 from tocsin.errors import ConfigError
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Alert
-from tocsin.storage import AlertQuery
+from tocsin.storage.protocol import AlertQuery
 
 STATES = ("inactive", "pending", "firing", "recovering", "resolved", "nodata", "error")
 
@@ -35,7 +35,7 @@ def rules() -> None:
 def rules_test(ctx: click.Context, files: tuple[str, ...]) -> None:
     """Run rule test files (inputs over virtual time -> expected alerts and notifications)."""
     from tocsin.plugins import make_plugin_manager
-    from tocsin.rule_tests import render, run_file
+    from tocsin.testing.ruletests import render, run_file
 
     pm = ctx.find_root().obj or make_plugin_manager()
     passed = failed = 0
@@ -96,7 +96,7 @@ def _line(alert: Alert) -> str:
 def alerts_list(config_path: str | None, states: tuple[str, ...], rule: str | None, everything: bool,
                 as_json: bool) -> None:
     """List alerts, most recently changed first."""
-    from tocsin.alert_state import ACTIVE_STATES
+    from tocsin.alerting.state import ACTIVE_STATES
 
     wanted = list(states) or ([] if everything else sorted(ACTIVE_STATES))
 
@@ -129,7 +129,7 @@ def alerts_list(config_path: str | None, states: tuple[str, ...], rule: str | No
 @click.option("--for", "duration", default=None, help="Notify again after this long if still firing (e.g. 2h).")
 def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str, duration: str | None) -> None:
     """Acknowledge an alert: firing notifications stop until it resolves (or until --for has passed)."""
-    from tocsin.alerting import AlertingService
+    from tocsin.alerting.service import AlertingService
     from tocsin.values import Duration
 
     try:
@@ -153,7 +153,7 @@ def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str,
 @click.option("--comment", default="", help="Why.")
 def alerts_resolve(config_path: str | None, fingerprint: str, by: str, comment: str) -> None:
     """Resolve an alert by hand: it stays quiet until its condition clears once."""
-    from tocsin.alerting import AlertingService
+    from tocsin.alerting.service import AlertingService
 
     async def run() -> Alert:
         async with _opened(config_path) as monitor:

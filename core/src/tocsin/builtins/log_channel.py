@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import msgspec
 
-from tocsin.channels import NotificationChannel
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Notification
+from tocsin.notify.channel import NotificationChannel
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

@@ -1,6 +1,6 @@
 """The built-in `memory` storage backend: dicts and lists in the process, gone when it ends.
 
-A plain reference implementation of `tocsin.storage.StorageBackend` for tests, demos and small embedded
+A plain reference implementation of `tocsin.storage.protocol.StorageBackend` for tests, demos and small embedded
 setups; `tocsin.testing.contracts.StorageBackendContract` holds it to the same behaviour as the databases.
 Records are copied on the way in and out (a msgpack round trip), so a caller that keeps mutating its
 objects sees what it would see with a database: only what it saved.
@@ -13,11 +13,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tocsin.cursors import decode_cursor, encode_cursor
 from tocsin.errors import QueryError, StorageError
 from tocsin.hookspecs import hookimpl
-from tocsin.logquery import parse
-from tocsin.matchers import compile_matchers
 from tocsin.models import (
     LOG_LEVELS,
     Alert,
@@ -37,9 +34,11 @@ from tocsin.models import (
     WorkflowExecution,
     WorkflowStep,
 )
-from tocsin.rollups import LabelKey, check_query, evaluate, labels_key
-from tocsin.sketch import LogSketch
-from tocsin.storage import (
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.cursors import decode_cursor, encode_cursor
+from tocsin.storage.logquery import parse
+from tocsin.storage.matchers import compile_matchers
+from tocsin.storage.protocol import (
     RETENTION_SIGNALS,
     AlertQuery,
     DeliveryQuery,
@@ -51,6 +50,7 @@ from tocsin.storage import (
     SpanQuery,
     StorageStats,
 )
+from tocsin.storage.rollups import LabelKey, check_query, evaluate, labels_key
 
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -185,7 +185,7 @@ class MemoryStorage:
         return infos
 
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
-        """Aggregate the rollups of the matching series (see `tocsin.rollups`)."""
+        """Aggregate the rollups of the matching series (see `tocsin.storage.rollups`)."""
         check_query(query)
         matches = compile_matchers(query.matchers)
         selected = [

@@ -21,9 +21,9 @@ def notify() -> None:
 @click.pass_context
 def notify_test(ctx: click.Context, channel: str, config_path: str | None) -> None:
     """Send a test notification to CHANNEL now, through its egress guard and timeout; exit 1 if it fails."""
-    from tocsin.config import load_config
+    from tocsin.assembly import load_config
     from tocsin.monitor import Monitor
-    from tocsin.notify import NotifyService
+    from tocsin.notify.service import NotifyService
     from tocsin.plugins import build_registries, make_plugin_manager
 
     root = ctx.find_root()

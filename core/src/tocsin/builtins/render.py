@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Notification
-from tocsin.notify_templates import context_for, current_render, overrides, rendered
+from tocsin.notify.templates import context_for, current_render, overrides, rendered
 
 
 @hookimpl(trylast=True)

@@ -6,7 +6,7 @@
 - `tocsin.testing.contracts.StorageBackendContract`: the test suite every storage backend must pass.
 - `tocsin.testing.channel_contract.ChannelContract`: the test suite every notification channel plugin subclasses.
 - `tocsin.testing.receiver.HttpReceiver`: a scripted HTTP server on loopback for channel tests.
-The pytest fixtures in `tocsin.pytest_plugin` load automatically with tocsin installed.
+The pytest fixtures in `tocsin.testing.pytest_plugin` load automatically with tocsin installed.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import msgspec
 
-from tocsin.channels import NotificationChannel
+from tocsin.assembly import load_config
 from tocsin.clock import Clock
-from tocsin.config import load_config
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Notification
 from tocsin.monitor import Monitor
+from tocsin.notify.channel import NotificationChannel
 from tocsin.plugins import PluginManager, build_registries, make_plugin_manager
 
 
@@ -41,7 +41,7 @@ class CapturingChannel(NotificationChannel):
         self.attempts = 0
 
     async def send(self, notification: Notification) -> None:
-        from tocsin.channels import DeliveryRefused
+        from tocsin.errors import DeliveryRefused
 
         self.attempts += 1
         if self.attempts <= self.config.fail_times:

@@ -38,9 +38,9 @@ from tocsin.clock import VirtualClock
 from tocsin.errors import ConfigError
 from tocsin.models import Alert, AlertTransition, Delivery
 from tocsin.monitor import Monitor
-from tocsin.notify import NotifyService
+from tocsin.notify.redact import secrets_in
+from tocsin.notify.service import NotifyService
 from tocsin.plugins import describe_plugins
-from tocsin.redact import secrets_in
 from tocsin.testing import make_monitor
 from tocsin.testing.receiver import HttpReceiver, ReceivedRequest, Reply
 from tocsin.values import Secret

@@ -41,8 +41,8 @@ from tocsin.models import (
     WorkflowExecution,
     WorkflowStep,
 )
-from tocsin.sketch import LogSketch
-from tocsin.storage import (
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.protocol import (
     RETENTION_SIGNALS,
     AlertQuery,
     DeliveryQuery,

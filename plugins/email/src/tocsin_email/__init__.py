@@ -6,7 +6,7 @@ Installed, it registers the channel type "email" through the `tocsin` entry poin
 
 from __future__ import annotations
 
-from tocsin.hookspecs import hookimpl
+from tocsin import hookimpl
 from tocsin_email.channel import EmailChannel
 from tocsin_email.config import EmailConfig
 from tocsin_email.message import remember

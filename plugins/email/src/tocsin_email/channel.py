@@ -19,8 +19,7 @@ from typing import Any
 
 import aiosmtplib
 
-from tocsin.channels import DeliveryRefused, NotificationChannel, Verdict
-from tocsin.models import Notification
+from tocsin.ext import DeliveryRefused, Notification, NotificationChannel, Verdict
 from tocsin_email.config import EmailConfig
 from tocsin_email.message import Parts, build, render
 

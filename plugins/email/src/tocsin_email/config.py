@@ -11,9 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from tocsin.config import Port
-from tocsin.notify_templates import compile_template
-from tocsin.values import Duration, Secret
+from tocsin.ext import Duration, Port, Secret, compile_template
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-from tocsin.models import Notification
-from tocsin.notify_templates import (
+from tocsin.ext import (
     HTML,
+    Notification,
     RenderContext,
     RenderError,
     Template,

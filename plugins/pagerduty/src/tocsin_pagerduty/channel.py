@@ -15,17 +15,17 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from tocsin.channels import (
+from tocsin.ext import (
     DeliveryRefused,
     EgressDenied,
+    EgressGuard,
+    Notification,
     NotificationChannel,
     RateLimit,
+    Secret,
     Verdict,
     raise_for_status,
 )
-from tocsin.egress import EgressGuard
-from tocsin.models import Notification
-from tocsin.values import Secret
 from tocsin_pagerduty.events import EventSettings, events
 
 ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{32}$")

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from tocsin.models import Alert, Notification
+from tocsin.ext import Alert, Notification
 
 MAX_DEDUP_KEY = 255
 MAX_SUMMARY = 1024

@@ -18,8 +18,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from tocsin.models import Alert, Notification
-from tocsin.routing import episode_key
+from tocsin.ext import Alert, Notification, episode_key
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000

@@ -14,11 +14,16 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from tocsin.channels import EgressDenied, NotificationChannel, RateLimit, raise_for_status
-from tocsin.egress import EgressGuard
-from tocsin.models import Notification
-from tocsin.redact import scrub
-from tocsin.values import Secret
+from tocsin.ext import (
+    EgressDenied,
+    EgressGuard,
+    Notification,
+    NotificationChannel,
+    RateLimit,
+    Secret,
+    raise_for_status,
+    scrub,
+)
 from tocsin_slack.blocks import message
 
 

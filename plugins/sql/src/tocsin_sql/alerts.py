@@ -2,7 +2,7 @@
 
 An alert is upserted by fingerprint together with its new transitions and outbox deliveries in the
 caller's transaction, so a state change and the notification it causes are stored or lost together (the
-outbox of RELIABILITY.md section 1.3). Label matchers are applied in Python with `tocsin.matchers`, the
+outbox of RELIABILITY.md section 1.3). Label matchers are applied in Python with `tocsin.storage.matchers`, the
 same code every backend uses; alerts are few (rules times label sets), so a listing reads the candidates
 its SQL filters leave and pages them in memory.
 """
@@ -14,9 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.matchers import LabelPredicate
-from tocsin.models import Alert, AlertTransition, LabelMatcher, Silence
-from tocsin.storage import AlertQuery, Page
+from tocsin.ext import Alert, AlertQuery, AlertTransition, LabelMatcher, LabelPredicate, Page, Silence
 from tocsin_sql import codec, paging
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect

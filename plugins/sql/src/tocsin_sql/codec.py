@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tocsin.errors import StorageError
+from tocsin.ext import StorageError
 
 T = TypeVar("T")
 

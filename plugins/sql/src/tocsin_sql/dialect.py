@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import sqlalchemy as sa
 
-from tocsin.models import Sketch
-from tocsin.sketch import LogSketch
+from tocsin.ext import LogSketch, Sketch
 
 if TYPE_CHECKING:
     from tocsin_sql.database import Database

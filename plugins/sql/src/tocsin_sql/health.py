@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.models import HealthResult, HealthStatus
+from tocsin.ext import HealthResult, HealthStatus
 from tocsin_sql import codec, paging
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import string
 
-from tocsin.errors import StorageError
+from tocsin.ext import StorageError
 
 _HEX = frozenset(string.hexdigits)
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.errors import StorageError
-from tocsin.models import LOG_LEVELS, LogRecord
+from tocsin.ext import LOG_LEVELS, LogRecord, StorageError
 from tocsin_sql import codec, ids, meta
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect

@@ -3,8 +3,8 @@
 Series ids are hashes of name and labels (`ids.series_id`), so a write never looks a series up: the series
 row is inserted if missing and the rollups upserted, merging into an existing (series, start) as the
 storage protocol says. Queries select the series of a name, filter them with the label matchers in Python
-(`tocsin.matchers`, the same code every backend uses), read the rows `tiers.plan` picks, and aggregate with
-`tocsin.rollups.evaluate`.
+(`tocsin.storage.matchers`, the same code every backend uses), read the rows `tiers.plan` picks, and aggregate with
+`tocsin.storage.rollups.evaluate`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
-from tocsin.errors import StorageError
-from tocsin.matchers import LabelPredicate
-from tocsin.models import MetricInfo, MetricRollup, SeriesPoints
-from tocsin.rollups import QUANTILES, evaluate
-from tocsin.storage import MetricQuery
+from tocsin.ext import (
+    QUANTILES,
+    LabelPredicate,
+    MetricInfo,
+    MetricQuery,
+    MetricRollup,
+    SeriesPoints,
+    StorageError,
+    evaluate,
+)
 from tocsin_sql import codec, ids, meta
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect, decode_sketch, encode_sketch
@@ -193,7 +198,7 @@ def _read(
 
 
 def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> list[SeriesPoints]:
-    """Aggregate the rollups of the matching series as `metric_query` asks (`tocsin.rollups.evaluate`)."""
+    """Aggregate the rollups of the matching series as `metric_query` asks (`tocsin.storage.rollups.evaluate`)."""
     labels: dict[int, dict[str, str]] = {}
     for sid, text in db.fetch(db.sql(_series_of), {"name": metric_query.name}):
         series_labels = codec.from_json(text, dict[str, str])

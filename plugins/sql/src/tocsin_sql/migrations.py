@@ -19,7 +19,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from tocsin.errors import SchemaVersionError, StorageError
+from tocsin.ext import SchemaVersionError, StorageError
 from tocsin_sql import metrics
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect, decode_sketch

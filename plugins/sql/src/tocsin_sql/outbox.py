@@ -12,9 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.errors import StorageError
-from tocsin.models import Delivery, DeliveryAttempt, DeliveryState
-from tocsin.storage import DeliveryQuery, Page
+from tocsin.ext import Delivery, DeliveryAttempt, DeliveryQuery, DeliveryState, Page, StorageError
 from tocsin_sql import codec, paging
 from tocsin_sql.database import Database, one_of
 from tocsin_sql.dialect import Dialect

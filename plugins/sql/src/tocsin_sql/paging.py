@@ -1,4 +1,4 @@
-"""Newest-first keyset pagination in SQL, with the cursors `tocsin.cursors` encodes.
+"""Newest-first keyset pagination in SQL, with the cursors `tocsin.storage.cursors` encodes.
 
 A listing is ordered by a key of two columns, descending; the cursor is the key of the last item served,
 and the next page is every row whose key is smaller. Rows written between two page requests neither
@@ -12,9 +12,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from tocsin.cursors import decode_cursor, encode_cursor
-from tocsin.errors import QueryError
-from tocsin.storage import Page
+from tocsin.ext import Page, QueryError, decode_cursor, encode_cursor
 
 T = TypeVar("T")
 

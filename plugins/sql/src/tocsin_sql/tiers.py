@@ -4,7 +4,7 @@ Every rollup written is also folded into the tier row of its minute and of its h
 epoch): counts and sums add, min/max widen, `last` follows the latest rollup start, sketches merge. A tier
 row is therefore exactly the merge of the rollups that start inside its window, and `plan` covers each
 bucket of a query with the widest windows that fit inside it, reading raw rollups only at its edges. The
-aggregates `tocsin.rollups.evaluate` computes come out the same as from the raw rollups (sums may differ
+aggregates `tocsin.storage.rollups.evaluate` computes come out the same as from the raw rollups (sums may differ
 in the last bits of a float, as any change of summation order does).
 
 Retention sweeps delete rollups older than a cutoff and every tier row that starts before the next hour
@@ -16,9 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from tocsin.errors import StorageError
-from tocsin.models import Sketch
-from tocsin.sketch import LogSketch
+from tocsin.ext import LogSketch, Sketch, StorageError
 
 SECOND = 1_000_000_000
 TIER_WIDTHS_S: tuple[int, ...] = (60, 3600)

@@ -12,8 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.models import Span, SpanEvent, SpanLink
-from tocsin.storage import Page, SpanQuery
+from tocsin.ext import Page, Span, SpanEvent, SpanLink, SpanQuery
 from tocsin_sql import codec, ids, paging
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect

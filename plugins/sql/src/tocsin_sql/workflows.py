@@ -7,8 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.models import WorkflowExecution, WorkflowStep
-from tocsin.storage import ExecutionQuery, Page
+from tocsin.ext import ExecutionQuery, Page, WorkflowExecution, WorkflowStep
 from tocsin_sql import codec, ids, paging
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect

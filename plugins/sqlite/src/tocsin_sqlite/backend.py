@@ -20,38 +20,36 @@ from tocsin_sql.database import StatementCache
 from tocsin_sql.retention import Sweep
 from tocsin_sql.schema import ROW_COUNTED
 
-from tocsin.errors import StorageError
-from tocsin.matchers import compile_matchers
-from tocsin.models import (
+from tocsin.ext import (
+    RETENTION_SIGNALS,
     Alert,
+    AlertQuery,
     AlertTransition,
     Delivery,
     DeliveryAttempt,
+    DeliveryQuery,
     DeliveryState,
+    ExecutionQuery,
     HealthResult,
     HealthStatus,
     LogHit,
+    LogQuery,
     LogRecord,
     MetricInfo,
+    MetricQuery,
     MetricRollup,
+    Page,
+    Retention,
     SeriesPoints,
     Silence,
     Span,
+    SpanQuery,
+    StorageError,
+    StorageStats,
     WorkflowExecution,
     WorkflowStep,
-)
-from tocsin.rollups import check_query
-from tocsin.storage import (
-    RETENTION_SIGNALS,
-    AlertQuery,
-    DeliveryQuery,
-    ExecutionQuery,
-    LogQuery,
-    MetricQuery,
-    Page,
-    Retention,
-    SpanQuery,
-    StorageStats,
+    check_query,
+    compile_matchers,
 )
 from tocsin_sqlite import search
 from tocsin_sqlite.config import SQLiteConfig
@@ -177,7 +175,7 @@ class SQLiteBackend(SQLiteStorage):
         return await self._read(metrics.list_metrics, "list metrics")
 
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
-        """Aggregate rollups as the query says (tiers for long ranges, tocsin.rollups.evaluate for the math)."""
+        """Aggregate rollups as the query says (tiers for long ranges, tocsin.storage.rollups.evaluate for the math)."""
         check_query(query)
         matches = compile_matchers(query.matchers)
         return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")

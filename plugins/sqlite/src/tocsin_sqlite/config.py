@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from tocsin.values import Duration
+from tocsin.ext import Duration
 
 
 class SQLiteConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

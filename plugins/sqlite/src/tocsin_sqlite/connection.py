@@ -20,7 +20,7 @@ from typing import Any
 from tocsin_sql.database import Database, StatementCache
 from tocsin_sql.dialect import SKETCH_MERGE_FUNCTION, merge_sketch_blobs
 
-from tocsin.errors import QueryError, StorageError
+from tocsin.ext import QueryError, StorageError
 
 PROGRESS_STEPS = 1000
 """SQLite virtual-machine instructions between two calls of the progress handler."""

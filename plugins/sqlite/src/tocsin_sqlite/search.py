@@ -1,6 +1,6 @@
 """Log search over FTS5: newest first by time-key id, time ranges as id ranges, totals only while cheap.
 
-The text of a query is parsed by `tocsin.logquery` (the one language every backend speaks) and reaches
+The text of a query is parsed by `tocsin.storage.logquery` (the one language every backend speaks) and reaches
 MATCH only as `ParsedQuery.to_fts5()`, every token quoted, restricted to the message column. The index also
 holds each row's level, so "warning or worse" can be answered inside MATCH (`level : ("3" OR "4")`): counts
 and searches without text use that; a page with text checks the level of the rows FTS5 streams instead,
@@ -29,10 +29,20 @@ from tocsin_sql import ids, logkeys
 from tocsin_sql import logs as log_rows
 from tocsin_sql.paging import check_limit, cursor_key, page
 
-from tocsin.errors import QueryError
-from tocsin.logquery import AllOf, AnyOf, Node, Not, ParsedQuery, Term, parse
-from tocsin.models import LOG_LEVELS, LogHit
-from tocsin.storage import LogQuery, Page
+from tocsin.ext import (
+    LOG_LEVELS,
+    AllOf,
+    AnyOf,
+    LogHit,
+    LogQuery,
+    Node,
+    Not,
+    Page,
+    ParsedQuery,
+    QueryError,
+    Term,
+    parse_log_query,
+)
 from tocsin_sqlite.connection import SQLiteDatabase
 from tocsin_sqlite.dialect import FTS_TABLE
 from tocsin_sqlite.vocabulary import terms_with_prefix
@@ -129,7 +139,7 @@ def _levels(query: LogQuery, parsed: ParsedQuery | None) -> set[int]:
 def plan(query: LogQuery) -> Plan:
     """Check and reduce a LogQuery (in the caller's thread); QueryError for anything malformed."""
     check_limit(query.limit)
-    parsed = parse(query.text) if query.text.strip() else None
+    parsed = parse_log_query(query.text) if query.text.strip() else None
     before = cursor_key(query.cursor, tuple[int]).get("after_0")
     levels = _levels(query, parsed)
     filters, impossible = _field_filters(query, parsed)

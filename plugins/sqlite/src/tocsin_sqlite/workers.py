@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from tocsin.errors import StorageError
+from tocsin.ext import StorageError
 from tocsin_sqlite.connection import SQLiteDatabase
 
 R = TypeVar("R")

@@ -19,12 +19,16 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 import tocsin
-from tocsin.channels import EgressDenied, NotificationChannel, raise_for_status
-from tocsin.egress import EgressGuard
-from tocsin.models import Notification
-from tocsin.redact import scrub
-from tocsin.routing import ChannelRoute
-from tocsin.values import Secret
+from tocsin.ext import (
+    ChannelRoute,
+    EgressDenied,
+    EgressGuard,
+    Notification,
+    NotificationChannel,
+    Secret,
+    raise_for_status,
+    scrub,
+)
 from tocsin_webhook.payloads import alertmanager_message, event_id, tocsin_event
 
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

@@ -22,8 +22,7 @@ from typing import Literal
 
 import msgspec
 
-from tocsin.models import Notification, Severity
-from tocsin.routing import routing_labels
+from tocsin.ext import Notification, Severity, routing_labels
 
 VERSION = "1"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"

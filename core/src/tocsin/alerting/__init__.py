@@ -1,0 +1,1 @@
+"""Alerting: rules, their evaluation, the alert state machine, silences and backtests."""

@@ -1,0 +1,181 @@
+"""The plugin surface: everything a plugin (storage backend, channel, health check, HTTP surface) builds on.
+
+Plugins import from two places only: `tocsin` (Monitor, hookimpl, the errors) and this module. Everything
+else in the core may move between releases; these names stay. docs/plugin-hooks.md lists them by kind:
+
+- data: the models every backend stores and every channel sends, and the storage protocol's queries;
+- storage building blocks: cursors, label matchers, rollup evaluation, the log query language, the sketch;
+- channel building blocks: the channel base class, verdicts, rate limits, the egress guard, redaction,
+  routing labels and the notification templates;
+- health check building blocks: the check base class and its outcome;
+- config value types: `Duration`, `Secret`, `Port`; the narrow `Runtime` a service or plugin is given.
+"""
+
+from __future__ import annotations
+
+from tocsin.config.schema import Port
+from tocsin.errors import (
+    ConfigError,
+    DeliveryError,
+    DeliveryRefused,
+    EgressDenied,
+    QueryError,
+    SchemaVersionError,
+    StorageError,
+    TocsinError,
+)
+from tocsin.health.check import CheckOutcome, HealthCheck, outcome_of
+from tocsin.hookspecs import hookimpl
+from tocsin.models import (
+    LOG_LEVELS,
+    SEVERITIES,
+    Alert,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Event,
+    HealthResult,
+    HealthStatus,
+    LabelMatcher,
+    LogHit,
+    LogLevel,
+    LogRecord,
+    MetricInfo,
+    MetricKind,
+    MetricRollup,
+    Notification,
+    SeriesPoints,
+    Severity,
+    Silence,
+    Sketch,
+    Span,
+    SpanEvent,
+    SpanLink,
+    WorkflowExecution,
+    WorkflowStep,
+)
+from tocsin.notify.channel import NotificationChannel, RateLimit, Verdict, parse_retry_after, raise_for_status
+from tocsin.notify.egress import EgressGuard
+from tocsin.notify.redact import scrub, secrets_in
+from tocsin.notify.routing import ChannelRoute, episode_key, routing_labels
+from tocsin.notify.templates import (
+    HTML,
+    RenderContext,
+    RenderError,
+    Template,
+    compile_template,
+    context_for,
+    current_render,
+)
+from tocsin.runtime import Runtime
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.cursors import decode_cursor, encode_cursor
+from tocsin.storage.logquery import AllOf, AnyOf, Node, Not, ParsedQuery, Term
+from tocsin.storage.logquery import parse as parse_log_query
+from tocsin.storage.matchers import LabelPredicate, compile_matchers
+from tocsin.storage.protocol import (
+    RETENTION_SIGNALS,
+    AlertQuery,
+    DeliveryQuery,
+    ExecutionQuery,
+    LogQuery,
+    MetricQuery,
+    Page,
+    Retention,
+    SpanQuery,
+    StorageBackend,
+    StorageStats,
+)
+from tocsin.storage.rollups import QUANTILES, check_query, evaluate
+from tocsin.values import Duration, Secret
+
+__all__ = [
+    "HTML",
+    "LOG_LEVELS",
+    "QUANTILES",
+    "RETENTION_SIGNALS",
+    "SEVERITIES",
+    "Alert",
+    "AlertQuery",
+    "AlertTransition",
+    "AllOf",
+    "AnyOf",
+    "ChannelRoute",
+    "CheckOutcome",
+    "ConfigError",
+    "Delivery",
+    "DeliveryAttempt",
+    "DeliveryError",
+    "DeliveryQuery",
+    "DeliveryRefused",
+    "DeliveryState",
+    "Duration",
+    "EgressDenied",
+    "EgressGuard",
+    "Event",
+    "ExecutionQuery",
+    "HealthCheck",
+    "HealthResult",
+    "HealthStatus",
+    "LabelMatcher",
+    "LabelPredicate",
+    "LogHit",
+    "LogLevel",
+    "LogQuery",
+    "LogRecord",
+    "LogSketch",
+    "MetricInfo",
+    "MetricKind",
+    "MetricQuery",
+    "MetricRollup",
+    "Node",
+    "Not",
+    "Notification",
+    "NotificationChannel",
+    "Page",
+    "ParsedQuery",
+    "Port",
+    "QueryError",
+    "RateLimit",
+    "RenderContext",
+    "RenderError",
+    "Retention",
+    "Runtime",
+    "SchemaVersionError",
+    "Secret",
+    "SeriesPoints",
+    "Severity",
+    "Silence",
+    "Sketch",
+    "Span",
+    "SpanEvent",
+    "SpanLink",
+    "SpanQuery",
+    "StorageBackend",
+    "StorageError",
+    "StorageStats",
+    "Template",
+    "Term",
+    "TocsinError",
+    "Verdict",
+    "WorkflowExecution",
+    "WorkflowStep",
+    "check_query",
+    "compile_matchers",
+    "compile_template",
+    "context_for",
+    "current_render",
+    "decode_cursor",
+    "encode_cursor",
+    "episode_key",
+    "evaluate",
+    "hookimpl",
+    "outcome_of",
+    "parse_log_query",
+    "parse_retry_after",
+    "raise_for_status",
+    "routing_labels",
+    "scrub",
+    "secrets_in",
+]

@@ -1,0 +1,1 @@
+"""Health: checks, their schedule, and each component's and the system's status."""

@@ -1,0 +1,1 @@
+"""Notifications: channels, routing, the outbox dispatcher, retries, rate limits, templates, egress."""

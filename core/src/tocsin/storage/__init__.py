@@ -1,0 +1,1 @@
+"""Storage: the protocol every backend implements, and the query helpers backends share."""

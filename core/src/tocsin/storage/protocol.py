@@ -1,0 +1,296 @@
+"""The storage protocol every backend implements, and the query types it takes.
+
+A backend is a class registered through `register_storage_backends`; it carries a nested `Config` Struct
+(its keys live in the `[storage]` section) and is built as `Backend(config)`, then `await backend.open()`.
+Every method is async, takes whole batches, and raises `StorageError` (or `QueryError` for bad queries).
+The contract suite in `tocsin.testing.contracts` holds every backend to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+
+import msgspec
+
+from tocsin.models import (
+    Aggregate,
+    Alert,
+    AlertState,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    HealthResult,
+    HealthStatus,
+    LabelMatcher,
+    LogHit,
+    LogLevel,
+    LogRecord,
+    MetricInfo,
+    MetricRollup,
+    RunStatus,
+    SeriesPoints,
+    Severity,
+    Silence,
+    Span,
+    SpanStatus,
+    WorkflowExecution,
+    WorkflowStep,
+)
+
+T = TypeVar("T")
+
+
+class Query(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of the query types: keyword-only and strict."""
+
+
+class Page(msgspec.Struct, Generic[T], kw_only=True):
+    """One page of results. `next_cursor` is opaque; pass it back for the next page, None at the end.
+
+    `total` counts every match of the query (not just this page) where the backend can afford it.
+    """
+
+    items: list[T]
+    next_cursor: str | None = None
+    total: int | None = None
+
+
+class MetricQuery(Query, kw_only=True):
+    """Aggregate a metric's rollups over [start_ns, end_ns).
+
+    `step_s` None gives one point for the whole range, else one point per step (aligned to start_ns).
+    `by` None keeps every series apart; a list groups series by those label names (`[]` merges all).
+    Percentiles merge stored sketches; `rate` is the counter increase per second over each step.
+    """
+
+    name: str
+    start_ns: int
+    end_ns: int
+    aggregate: Aggregate = "avg"
+    step_s: float | None = None
+    matchers: list[LabelMatcher] = []
+    by: list[str] | None = None
+
+
+class SpanQuery(Query, kw_only=True):
+    """Search spans; every given filter must hold. Newest (by start) first."""
+
+    service: str | None = None
+    name: str | None = None
+    status: SpanStatus | None = None
+    min_duration_ns: int | None = None
+    max_duration_ns: int | None = None
+    attributes: dict[str, Any] = {}
+    start_ns: int | None = None
+    end_ns: int | None = None
+    root_only: bool = False
+    limit: int = 100
+    cursor: str | None = None
+
+
+class LogQuery(Query, kw_only=True):
+    """Search logs newest first. `text` uses the log query language of `tocsin.storage.logquery`.
+
+    `level` is a minimum: "warning" returns warning, error and critical.
+    """
+
+    text: str = ""
+    level: LogLevel | None = None
+    service: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    execution_id: str | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+class AlertQuery(Query, kw_only=True):
+    """List alerts, most recently updated first."""
+
+    rule: str | None = None
+    states: list[AlertState] = []
+    severity: Severity | None = None
+    matchers: list[LabelMatcher] = []
+    limit: int = 100
+    cursor: str | None = None
+
+
+class DeliveryQuery(Query, kw_only=True):
+    """List outbox deliveries, newest first."""
+
+    channel: str | None = None
+    fingerprint: str | None = None
+    state: DeliveryState | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+class ExecutionQuery(Query, kw_only=True):
+    """List workflow executions, newest (by start) first."""
+
+    name: str | None = None
+    status: RunStatus | None = None
+    start_ns: int | None = None
+    end_ns: int | None = None
+    limit: int = 100
+    cursor: str | None = None
+
+
+class Retention(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How long each signal is kept, in seconds; None keeps it forever."""
+
+    metrics: float | None = 30 * 86400
+    traces: float | None = 7 * 86400
+    logs: float | None = 7 * 86400
+    alerts: float | None = 90 * 86400
+    notifications: float | None = 30 * 86400
+    health: float | None = 30 * 86400
+    workflows: float | None = 30 * 86400
+
+
+class StorageStats(msgspec.Struct, kw_only=True):
+    """Row counts per table and the bytes the store takes (0 where unknown, as in memory)."""
+
+    rows: dict[str, int]
+    bytes: int = 0
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """What tocsin needs from a place to keep its data."""
+
+    Config: ClassVar[type[msgspec.Struct]]
+
+    async def open(self) -> None:
+        """Connect, create or upgrade the schema. Called once before any other method."""
+
+    async def close(self) -> None:
+        """Flush and release everything. Safe to call twice."""
+
+    # -- writes ------------------------------------------------------------------------------------
+    async def write_metrics(self, rollups: Sequence[MetricRollup]) -> None:
+        """Store rollups; a rollup for an existing (series, start_ns) is merged into it."""
+
+    async def write_spans(self, spans: Sequence[Span]) -> None:
+        """Store spans; a span whose span_id exists replaces it (start is written, then the end)."""
+
+    async def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log records; ids are assigned in order and grow with every write."""
+
+    async def write_health(self, results: Sequence[HealthResult]) -> None:
+        """Append health check results."""
+
+    # -- metrics -----------------------------------------------------------------------------------
+    async def list_metrics(self) -> list[MetricInfo]:
+        """Every metric name with its kind, series count and label names, sorted by name."""
+
+    async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
+        """Aggregate rollups as `MetricQuery` describes; result series sorted by their labels."""
+
+    # -- traces ------------------------------------------------------------------------------------
+    async def get_trace(self, trace_id: str) -> list[Span]:
+        """Every span of one trace ordered by start time; empty when unknown."""
+
+    async def search_spans(self, query: SpanQuery) -> Page[Span]:
+        """Spans matching the query, newest first, with cursor pagination."""
+
+    # -- logs --------------------------------------------------------------------------------------
+    async def search_logs(self, query: LogQuery) -> Page[LogHit]:
+        """Logs matching the query, newest first, with a total count and cursor pagination."""
+
+    # -- alerts and silences -----------------------------------------------------------------------
+    async def save_alert(
+        self,
+        alert: Alert,
+        transitions: Sequence[AlertTransition] = (),
+        deliveries: Sequence[Delivery] = (),
+    ) -> None:
+        """Upsert an alert with its new transitions and outbox deliveries, atomically where possible."""
+
+    async def get_alert(self, fingerprint: str) -> Alert | None:
+        """One alert by fingerprint."""
+
+    async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
+        """Alerts matching the query, most recently updated first."""
+
+    async def alert_history(self, fingerprint: str, limit: int = 100) -> list[AlertTransition]:
+        """An alert's transitions, oldest first (the last `limit`)."""
+
+    async def transitions_between(self, start_ns: int, end_ns: int) -> list[AlertTransition]:
+        """Every transition of every alert in [start_ns, end_ns), oldest first."""
+
+    async def save_silence(self, silence: Silence) -> None:
+        """Create or replace a silence by id."""
+
+    async def list_silences(self, active_at_ns: int | None = None) -> list[Silence]:
+        """Every silence (expired ones too), or only those active at a time; by start."""
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        """Remove a silence; False when there was none."""
+
+    # -- notification outbox -----------------------------------------------------------------------
+    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Add deliveries to the outbox."""
+
+    async def claim_deliveries(self, now_ns: int, limit: int, lease_s: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries (pending, next_attempt_ns <= now, lease free), oldest first.
+
+        Claimed deliveries move to `sending` with a lease; an expired lease makes them claimable again,
+        so a crash between claim and mark re-sends rather than loses.
+        """
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, state: DeliveryState, next_attempt_ns: int | None = None
+    ) -> None:
+        """Log an attempt and move its delivery to `state` (pending again with `next_attempt_ns` to retry)."""
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """One delivery by id."""
+
+    async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
+        """Outbox entries, newest first."""
+
+    async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Every attempt of one delivery, oldest first."""
+
+    # -- health ------------------------------------------------------------------------------------
+    async def health_history(
+        self,
+        component: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        limit: int = 100,
+        status: HealthStatus | None = None,
+    ) -> list[HealthResult]:
+        """A component's results, newest first."""
+
+    # -- workflows ---------------------------------------------------------------------------------
+    async def save_execution(self, execution: WorkflowExecution) -> None:
+        """Create or replace an execution by id."""
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        """Create or replace a step by (execution_id, name, started_ns)."""
+
+    async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
+        """An execution with its steps ordered by start."""
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
+        """Executions matching the query, newest first."""
+
+    # -- housekeeping ------------------------------------------------------------------------------
+    async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
+        """Delete what is older than the retention per signal; returns rows deleted per signal.
+
+        Alerts that are not resolved, silences that have not expired and pending deliveries are kept.
+        """
+
+    async def stats(self) -> StorageStats:
+        """Rows per table and bytes used."""
+
+
+RETENTION_SIGNALS: tuple[str, ...] = tuple(Retention.__struct_fields__)
+"""The signal names a retention sweep reports on."""

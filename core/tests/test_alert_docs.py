@@ -14,7 +14,7 @@ from tocsin.clock import VirtualClock
 from tocsin.config.walker import Walker
 from tocsin.plugins import build_registries, make_plugin_manager
 from tocsin.testing import make_monitor
-from tocsin.testing.ruletests import RuleTestFile
+from tocsin.testing.rulefile import RuleTestFile
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "alerting.md"
 TEXT = PAGE.read_text()

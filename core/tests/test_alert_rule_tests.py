@@ -11,7 +11,8 @@ import pytest
 
 from tocsin.errors import ConfigError
 from tocsin.plugins import make_plugin_manager
-from tocsin.testing.ruletests import arun_file, expand_values, expand_words, render
+from tocsin.testing.rulefile import expand_values, expand_words
+from tocsin.testing.ruletests import arun_file, render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rules"
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from tocsin.errors import QueryError
 from tocsin.models import LOG_LEVELS, LogRecord
-from tocsin.storage.logquery import MAX_QUERY_CHARS, SNIPPET_CHARS, ParsedQuery, parse, tokenize
+from tocsin.storage.logquery import MAX_QUERY_CHARS, SNIPPET_CHARS, ParsedQuery, parse
+from tocsin.storage.tokens import tokenize
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"

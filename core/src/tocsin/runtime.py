@@ -3,8 +3,9 @@ the Monitor itself.
 
 The alerting, notify, health and workflow services (and channels and checks) are built by the Monitor and
 given the Monitor, but they depend only on this Protocol: config, clock, storage, the event emitter, the
-signals they record into, the plugin registries, and `flush`. So no wing imports `tocsin.monitor`, and a test
-or another host can run a service on anything that has these attributes.
+signals they record into, the plugin registries, component health (for alert inhibition), and `flush`.
+So no wing imports `tocsin.monitor`, and a test or another host can run a service on anything that has
+these attributes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from tocsin.storage.protocol import StorageBackend
 
 
+class ComponentHealth(Protocol):
+    """What alerting asks of the health service: which unhealthy dependency inhibits a component's alerts."""
+
+    def inhibited(self, name: str) -> str | None:
+        """The unhealthy dependency that inhibits `name`'s own alerts (the root cause), or None."""
+
+
 class Runtime(Protocol):
     """The parts of a running monitor that its services use; `tocsin.Monitor` is the implementation."""
 
@@ -33,6 +41,7 @@ class Runtime(Protocol):
     tracer: Tracer
     log: Logger
     storage: StorageBackend | None
+    health: ComponentHealth
 
     def emit(self, event: Event) -> None:
         """Publish an event on the bus and to `on_event` hooks; thread-safe."""

@@ -169,7 +169,7 @@ def rule_problems(rule: RuleConfig, path: str) -> list[ConfigProblem]:
 
 
 def alerting_problems(alerting: AlertingConfig) -> list[ConfigProblem]:
-    """Problems of the `[alerting]` section beyond its types; config.py calls this while loading."""
+    """Problems of the `[alerting]` section beyond its types; tocsin.assembly hands it to the config loader."""
     problems = []
     for key in ("evaluation_interval", "evaluation_timeout"):
         if getattr(alerting, key) < MIN_INTERVAL_S:

@@ -158,9 +158,8 @@ class AlertingService:
     def _health_inhibitor(self, rule: CompiledRule, alert: Alert) -> str | None:
         """An alert about a component (a health rule's, or a `component` label) is inhibited while one of that
         component's dependencies is unhealthy (SEMANTICS.md §3 item 7); returns the unhealthy dependency."""
-        health = getattr(self.monitor, "health", None)
         component = rule.config.component or alert.labels.get("component")
-        return health.inhibited(component) if health is not None and component else None
+        return self.monitor.health.inhibited(component) if component else None
 
     def _record_timing(self, rule: str, seconds: float, ok: bool) -> None:
         self.monitor.metrics.histogram("tocsin_rule_evaluation_seconds").observe(seconds, rule=rule)

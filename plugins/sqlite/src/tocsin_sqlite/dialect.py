@@ -2,7 +2,7 @@
 
 The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`),
 filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4).
-It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.storage.logquery` reproduces, and
+It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.storage.tokens` reproduces, and
 `level` (the level's digit), so "warning or worse" is answered by the index and a search's total is a
 count over the index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
 """

@@ -368,3 +368,14 @@ async def test_misuse_is_a_clear_error(workflows):
         pass
     with pytest.raises(QueryError, match="not both"):
         await workflows.executions(ExecutionQuery(), name="etl")
+
+
+async def test_monitor_flush_writes_every_workflow_execution_and_step(monitor):
+    for i in range(200):
+        with monitor.workflows.execution("batch", params={"i": i}) as run, run.step("only"):
+            pass
+    await monitor.flush()  # the monitor's flush, not workflows.flush(): everything recorded so far is stored
+    page = await monitor.storage.list_executions(ExecutionQuery(name="batch", limit=1000))
+    assert len(page.items) == 200
+    _, steps = await monitor.storage.get_execution(run.id)
+    assert [step.name for step in steps] == ["only"]

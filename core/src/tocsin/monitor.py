@@ -290,13 +290,15 @@ class Monitor:
     # -- flushing ----------------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write everything buffered so far: logs, finished (and long-running) spans, and metrics."""
+        """Write everything buffered so far: logs, finished (and long-running) spans, metrics, and workflow
+        executions and steps."""
         if self._flush_lock is None:
             self._flush_lock = asyncio.Lock()
         async with self._flush_lock:
             await self._flush_logs()
             await self._flush_spans()
             await self._flush_metrics()
+        await self.workflows.flush()
 
     async def _flush_logs(self) -> None:
         await self._write("logs", drain_records(self.log_buffer), self._storage().write_logs)

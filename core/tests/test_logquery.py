@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import QueryError
 from tocsin.models import LOG_LEVELS, LogRecord
 from tocsin.storage.logquery import MAX_QUERY_CHARS, SNIPPET_CHARS, ParsedQuery, parse
+from tocsin.storage.protocol import LogQuery
 from tocsin.storage.tokens import tokenize
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -222,6 +224,96 @@ def test_limits_are_inclusive():
     assert parse("x" * MAX_QUERY_CHARS).to_fts5() == '"' + "x" * MAX_QUERY_CHARS + '"'
     assert parse(" ".join(f"w{i}" for i in range(32))).has_text
     assert parse("(" * 8 + "deep" + ")" * 8).has_text
+
+
+# -- Brackets pasted from logs (issue 12) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "fts5"),
+    [
+        ("connect(host, port)", '"connect host port"'),
+        ("retry(3 times)", '"retry 3 times"'),
+        ("NEAR(a b, 3)", '"near a b 3"'),
+        ("connect(host)", '"connect host"'),
+        ("connect(host,port)", '"connect host port"'),
+        ('open("/etc/hosts", "r")', '"open etc hosts r"'),  # quotes inside the brackets are text too
+        ("f(g(x, y), z)", '"f g x y z"'),
+        ("f(a OR b, NOT c)", '"f a or b not c"'),  # operator words inside the brackets are text
+        ("connect(host, port) failed", '("connect host port" AND "failed")'),
+        ("connect(host, port)*", '"connect host port" *'),
+        ("db -connect(host, port)", '("db" NOT "connect host port")'),
+        ("(connect(host, port) OR retry(3 times)) db", '(("connect host port" OR "retry 3 times") AND "db")'),
+        ("(host, port)", '("host" AND "port")'),  # a group: the comma separates like a space
+        ("x (a, b) OR c", '("x" AND (("a" AND "b") OR "c"))'),
+        ("NEAR(a b", '("near a" AND "b")'),  # never closed: the word ends at the space
+        ("f(g(x, y)", '"f g x y"'),  # the inner `(` is closed, the outer never
+        ('connect(b "x)"', '("connect b" AND "x")'),  # a `)` inside quotes does not close
+        ("step:load(1, 2) x", '"x"'),
+    ],
+)
+def test_brackets_inside_a_word_are_text(query, fts5):
+    assert parse(query).to_fts5() == fts5
+
+
+def test_a_bracket_inside_a_field_value_is_part_of_it():
+    assert parse("step:load(1, 2)").fields == {"step": ["load(1, 2)"]}
+
+
+@pytest.mark.parametrize("query", ["a b)", "connect(host) port)", "(a) b)"])
+def test_a_lone_closing_bracket_is_still_refused(query):
+    with pytest.raises(QueryError, match="unmatched `\\)`"):
+        parse(query)
+
+
+async def test_pasted_call_finds_the_line_it_came_from():
+    storage = MemoryStorage(MemoryStorage.Config())
+    await storage.open()
+    try:
+        await storage.write_logs(
+            [
+                record("connect(host, port) failed"),
+                record("connect(port, host) failed"),
+                record("retry(3 times) then give up"),
+                record("NEAR(a b, 3) is FTS5 syntax"),
+                record("connect host"),
+            ]
+        )
+
+        async def found(text: str) -> list[str]:
+            page = await storage.search_logs(LogQuery(text=text))
+            return [hit.record.message for hit in page.items]
+
+        assert await found("connect(host, port)") == ["connect(host, port) failed"]
+        assert await found("connect(host, port) failed") == ["connect(host, port) failed"]
+        assert await found("retry(3 times)") == ["retry(3 times) then give up"]
+        assert await found("NEAR(a b, 3)") == ["NEAR(a b, 3) is FTS5 syntax"]
+        assert await found("connect(host)") == ["connect host", "connect(host, port) failed"]
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize("text", ["", " ", "  \t\n"])
+async def test_empty_text_is_no_text_filter(text):
+    storage = MemoryStorage(MemoryStorage.Config())
+    await storage.open()
+    try:
+        await storage.write_logs(
+            [
+                LogRecord(time_ns=1, level="info", message="first", service="api"),
+                LogRecord(time_ns=3, level="error", message="third", service="api"),
+                LogRecord(time_ns=2, level="debug", message="second", service="worker"),
+            ]
+        )
+        everything = await storage.search_logs(LogQuery(text=text))
+        assert [hit.record.message for hit in everything.items] == ["third", "second", "first"]
+        assert everything.total == 3
+        narrowed = await storage.search_logs(LogQuery(text=text, service="api", level="info"))
+        assert [hit.record.message for hit in narrowed.items] == ["third", "first"]
+    finally:
+        await storage.close()
+    with pytest.raises(QueryError, match="empty query"):  # parse() itself has nothing to parse
+        parse(text)
 
 
 # The inputs RELIABILITY.md §3.5 found to break raw FTS5 MATCH, and friends.
@@ -456,6 +548,70 @@ def test_any_text_parses_or_raises_query_error(text):
     except QueryError:
         return
     check_against_sqlite(parsed)
+
+
+# The FTS5 index of the SQLite backend, as tocsin_sqlite.dialect.FTS_DDL creates it (core cannot import it).
+SQLITE_BACKEND_FTS = (
+    "CREATE VIRTUAL TABLE logs_fts USING fts5(message, level, content='logs', content_rowid='id', "
+    "tokenize='unicode61 remove_diacritics 1', columnsize=0)"
+)
+SYNTAX = [
+    "(",
+    ")",
+    "f(",
+    "a, b)",
+    '"',
+    ":",
+    "*",
+    "-",
+    ",",
+    " ",
+    "^",
+    "+",
+    "OR",
+    "AND",
+    "NOT",
+    "NEAR",
+    "level:",
+    "step:",
+    "x",
+]
+any_text = st.text(st.characters() | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=120)
+syntax_heavy_text = st.lists(
+    st.sampled_from(SYNTAX) | st.text(st.sampled_from('()",:*- ab1é\u0301\ud800'), max_size=6) | any_text,
+    max_size=12,
+).map("".join)
+
+
+@functools.cache
+def sqlite_backend_index() -> sqlite3.Connection:
+    """An in-memory copy of the SQLite backend's log index, with a few rows in it."""
+    con = sqlite3.connect(":memory:", check_same_thread=False)
+    con.execute("CREATE TABLE logs (id INTEGER PRIMARY KEY, message TEXT, level TEXT)")
+    con.execute(SQLITE_BACKEND_FTS)
+    rows = [(1, "connect(host, port) failed", "3"), (2, "retry(3 times)", "2"), (3, "Café NEAR(a b, 3)", "1")]
+    con.executemany("INSERT INTO logs VALUES (?, ?, ?)", rows)
+    con.executemany("INSERT INTO logs_fts(rowid, message, level) VALUES (?, ?, ?)", rows)
+    return con
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(any_text | syntax_heavy_text)
+def test_any_string_parses_or_raises_query_error_and_fts5_accepts_it(text):
+    try:
+        parsed = parse(text)
+    except QueryError:
+        return
+    fts5 = parsed.to_fts5()
+    if fts5 is None:
+        return
+    con = sqlite_backend_index()
+    for expression in (fts5, f"message : ({fts5})", f'message : ({fts5}) AND level : ("3" OR "4")'):
+        con.execute("SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?", (expression,)).fetchall()
+    text_only = msgspec.structs.replace(parsed, fields={}, excluded={})
+    in_python = {row[0] for row in con.execute("SELECT id, message FROM logs") if text_only.matches(record(row[1]))}
+    in_sqlite = con.execute("SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?", (f"message : ({fts5})",))
+    assert in_python == {row[0] for row in in_sqlite}
 
 
 # -- matches() on fields --------------------------------------------------------------------------------

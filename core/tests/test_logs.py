@@ -9,6 +9,7 @@ import enum
 import itertools
 import logging
 import threading
+from collections import Counter
 from dataclasses import dataclass
 
 import msgspec
@@ -20,6 +21,7 @@ from tocsin.signals.buffer import BoundedBuffer
 from tocsin.signals.context import ExecutionContext, current_execution, current_span, wrap
 from tocsin.signals.handler import TocsinHandler, level_name
 from tocsin.signals.logs import Logger, drain_records, plain
+from tocsin.signals.sanitize import NESTED_TOO_DEEP
 
 LEVELS = list(LOG_LEVELS)
 
@@ -478,15 +480,17 @@ def test_field_values_are_kept_when_json_friendly_else_str(log, buffer, value, s
     assert type(kept) is type(stored)
 
 
-def test_plain_stops_at_deep_or_recursive_nesting():
+def test_plain_stops_at_deep_or_recursive_nesting_with_a_counted_placeholder():
     loop: list = []
     loop.append(loop)
-    converted = plain(loop)
+    cuts: Counter[str] = Counter()
+    converted = plain(loop, 0, cuts)
     depth = 0
     while isinstance(converted, list):
         converted, depth = converted[0], depth + 1
     assert depth == 16
-    assert converted == "[[...]]"
+    assert converted == NESTED_TOO_DEEP
+    assert cuts == {"nesting": 1}
 
 
 def test_bound_values_are_converted_too(log, buffer):

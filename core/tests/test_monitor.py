@@ -122,7 +122,7 @@ async def test_a_full_log_buffer_drops_counts_and_emits_one_event():
         await monitor.flush()
         dropped = await monitor.storage.query_metrics(
             MetricQuery(name="tocsin_records_dropped_total", start_ns=0, end_ns=2**62, aggregate="sum"))
-    assert dropped[0].labels == {"signal": "logs"} and dropped[0].points[0][1] == 15
+    assert dropped[0].labels == {"signal": "logs", "reason": "buffer_full"} and dropped[0].points[0][1] == 15
 
 
 async def test_a_long_running_span_is_visible_while_it_runs():

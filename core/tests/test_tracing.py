@@ -6,7 +6,9 @@ import asyncio
 import contextvars
 import enum
 import math
+import os
 import random
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -105,6 +107,50 @@ def test_separate_roots_get_separate_traces(tracer):
         with tracer.span("job") as span:
             ids.add(span.trace_id)
     assert len(ids) == 50
+
+
+@pytest.fixture
+def seeded_random():
+    """Lets a test seed the global `random` (as apps do) and puts its state back afterwards."""
+    state = random.getstate()
+    yield random.seed
+    random.setstate(state)
+
+
+def test_ids_do_not_follow_the_global_random_seed(tracer, seeded_random):
+    runs = []
+    for _ in range(2):
+        seeded_random(1)  # what an app (the quickstart) does at start-up: same seed, same "run"
+        with tracer.span("request") as request, tracer.span("query") as query:
+            runs.append((request, query))
+    (request_1, query_1), (request_2, query_2) = runs
+    assert request_1.trace_id != request_2.trace_id
+    assert len({request_1.span_id, query_1.span_id, request_2.span_id, query_2.span_id}) == 4
+    for span in (*drained(tracer).values(), request_1, query_1, request_2, query_2):
+        assert re.fullmatch("[0-9a-f]{32}", span.trace_id) and span.trace_id != "0" * 32
+        assert re.fullmatch("[0-9a-f]{16}", span.span_id) and span.span_id != "0" * 16
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_repeat_the_parents_ids(tracer):
+    with tracer.span("warm-up"):
+        pass
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the ids of its first span and leave at once
+        try:
+            with tracer.span("child") as span:
+                os.write(writer, f"{span.trace_id} {span.span_id}".encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader) as pipe:
+        child_ids = pipe.read().split()
+    os.waitpid(pid, 0)
+    with tracer.span("parent") as span:
+        parent_ids = [span.trace_id, span.span_id]
+    assert len(child_ids) == 2
+    assert child_ids[0] != parent_ids[0] and child_ids[1] != parent_ids[1]
 
 
 async def test_asyncio_tasks_inherit_the_current_span(tracer):

@@ -11,6 +11,8 @@ The tree:
   + InstrumentError          a metric/label name or a recorded value breaks the rules (raised at the call)
   + StorageError             the storage backend could not do what was asked
     - SchemaVersionError     the database was written by a newer tocsin
+    - StorageUnavailable     transient: locked, busy, disk I/O or full, connection lost; the write may work later
+    - UnstorableRecord       permanent: this record can never be stored as it is
   + QueryError               a query (log search, metric query, cursor) is malformed or too expensive
   + DeliveryError            a notification could not be delivered
     - EgressDenied           the egress guard refused a request (scheme or address)
@@ -81,6 +83,20 @@ class StorageError(TocsinError):
 
 class SchemaVersionError(StorageError):
     """The database schema is newer than this version of tocsin understands."""
+
+
+class StorageUnavailable(StorageError):
+    """A transient storage failure (locked, busy, disk I/O or full, connection lost): the same write may succeed
+    later, so the writer keeps the batch and retries it with backoff."""
+
+
+class UnstorableRecord(StorageError, ValueError):
+    """A permanent failure of one record (a value no backend column can hold): retrying cannot help, so the
+    writer isolates the record, stores the rest of its batch, and counts it as dropped with `reason`."""
+
+    def __init__(self, message: str, *, reason: str = "unstorable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class QueryError(TocsinError, ValueError):

@@ -4,7 +4,8 @@ Plugins import from two places only: `tocsin` (Monitor, hookimpl, the errors) an
 else in the core may move between releases; these names stay. docs/plugin-hooks.md lists them by kind:
 
 - data: the models every backend stores and every channel sends, and the storage protocol's queries;
-- storage building blocks: cursors, label matchers, rollup evaluation, the log query language, the sketch;
+- storage building blocks: query value checks, cursors, label matchers, rollup evaluation, the log query
+  language, the sketch;
 - channel building blocks: the channel base class, verdicts, rate limits, the egress guard, redaction,
   routing labels and the notification templates;
 - health check building blocks: the check base class and its outcome;
@@ -22,7 +23,9 @@ from tocsin.errors import (
     QueryError,
     SchemaVersionError,
     StorageError,
+    StorageUnavailable,
     TocsinError,
+    UnstorableRecord,
 )
 from tocsin.health.check import CheckOutcome, HealthCheck, outcome_of
 from tocsin.hookspecs import hookimpl
@@ -75,6 +78,7 @@ from tocsin.storage.logquery import AllOf, AnyOf, Node, Not, ParsedQuery, Term
 from tocsin.storage.logquery import parse as parse_log_query
 from tocsin.storage.matchers import LabelPredicate, compile_matchers
 from tocsin.storage.protocol import (
+    MAX_QUERY_LIMIT,
     RETENTION_SIGNALS,
     AlertQuery,
     DeliveryQuery,
@@ -86,6 +90,8 @@ from tocsin.storage.protocol import (
     SpanQuery,
     StorageBackend,
     StorageStats,
+    check_limit,
+    check_query_values,
 )
 from tocsin.storage.rollups import QUANTILES, check_query, evaluate
 from tocsin.values import Duration, Secret
@@ -93,6 +99,7 @@ from tocsin.values import Duration, Secret
 __all__ = [
     "HTML",
     "LOG_LEVELS",
+    "MAX_QUERY_LIMIT",
     "QUANTILES",
     "RETENTION_SIGNALS",
     "SEVERITIES",
@@ -155,13 +162,17 @@ __all__ = [
     "StorageBackend",
     "StorageError",
     "StorageStats",
+    "StorageUnavailable",
     "Template",
     "Term",
     "TocsinError",
+    "UnstorableRecord",
     "Verdict",
     "WorkflowExecution",
     "WorkflowStep",
+    "check_limit",
     "check_query",
+    "check_query_values",
     "compile_matchers",
     "compile_template",
     "context_for",

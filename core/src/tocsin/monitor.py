@@ -16,7 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections import Counter
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from tocsin.alerting.service import AlertingService
@@ -35,6 +36,7 @@ from tocsin.signals.logs import Logger, drain_records
 from tocsin.signals.metrics import MetricsRegistry
 from tocsin.signals.sampling import make_sampler
 from tocsin.signals.tracing import Tracer
+from tocsin.storage.batches import BatchWriter, Writer, report_outcome
 from tocsin.storage.protocol import Retention, StorageBackend
 from tocsin.workflows.service import WorkflowMonitor
 
@@ -43,7 +45,6 @@ T = TypeVar("T")
 internal_log = logging.getLogger("tocsin")
 
 SPAN_BATCH = 512
-RETRY_LIMIT = 10_000  # records kept for retry per signal while storage is failing
 
 
 class Service(Protocol):
@@ -99,7 +100,7 @@ class Monitor:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_event: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
-        self._retry: dict[str, list[Any]] = {"logs": [], "spans": [], "metrics": []}
+        self._writers = {signal: BatchWriter(signal) for signal in ("logs", "spans", "metrics")}
         self._dropped_seen = {"logs": 0, "spans": 0}
         self._stdlib_handler: TocsinHandler | None = None
         self.started = False
@@ -212,6 +213,13 @@ class Monitor:
         if self._stdlib_handler is not None:
             logging.getLogger().removeHandler(self._stdlib_handler)
         await self.flush()
+        lost = {writer.signal: len(writer.pending) for writer in self._writers.values()}
+        lost["workflows"] = len(self.workflows.writer.pending)
+        for signal, count in lost.items():
+            if count:
+                self.metrics.counter("tocsin_records_dropped_total").inc(count, signal=signal, reason="shutdown")
+                internal_log.warning("tocsin: %d %s record(s) could not be stored before close and are lost",
+                                     count, signal)
         await self._storage().close()
 
     async def __aenter__(self) -> Monitor:
@@ -300,53 +308,42 @@ class Monitor:
             await self._flush_metrics()
         await self.workflows.flush()
 
-    async def _flush_logs(self) -> None:
-        await self._write("logs", drain_records(self.log_buffer), self._storage().write_logs)
+    async def _flush_logs(self, force: bool = True) -> None:
+        cuts: Counter[str] = Counter()
+        records = drain_records(self.log_buffer, cuts=cuts)
+        await self._write("logs", records, self._storage().write_logs, force=force, sanitized=cuts)
 
-    async def _flush_spans(self) -> None:
+    async def _flush_spans(self, force: bool = True) -> None:
         spans = self.tracer.drain(self.clock.now_ns(), live_after_s=self.config.tracing.live_after)
-        await self._write("spans", spans, self._storage().write_spans)
+        await self._write("spans", spans, self._storage().write_spans, force=force)
 
-    async def _flush_metrics(self) -> None:
+    async def _flush_metrics(self, force: bool = True) -> None:
         rollups = self.metrics.collect() if self.config.metrics.enabled else []
-        await self._write("metrics", rollups, self._storage().write_metrics)
+        await self._write("metrics", rollups, self._storage().write_metrics, force=force)
 
     def _storage(self) -> StorageBackend:
         if self.storage is None:
             raise TocsinError("the monitor is not started; use `async with monitor:` or monitor.start()")
         return self.storage
 
-    async def _write(self, signal: str, items: list[Any], writer: Callable[[list[Any]], Awaitable[None]]) -> None:
-        """Write a batch (plus any earlier batch that failed); on failure keep it for retry, bounded."""
-        pending = self._retry[signal]
-        batch = [*pending, *items] if pending else items
+    async def _write(self, signal: str, items: list[Any], writer: Writer, *, force: bool = True,
+                     sanitized: Counter[str] | None = None) -> None:
+        """Write a batch (after anything an earlier transient failure left) and count what happened to it."""
         self._count_buffer_drops()
-        if not batch:
-            return
         started = time.perf_counter()
-        try:
-            await writer(batch)
-        except Exception as error:
-            kept = batch[-RETRY_LIMIT:]
-            self._retry[signal] = kept
-            self.metrics.counter("tocsin_flush_errors_total").inc(signal=signal)
-            if len(batch) > len(kept):
-                self.metrics.counter("tocsin_records_dropped_total").inc(len(batch) - len(kept), signal=signal)
-            internal_log.warning("tocsin: writing %d %s to storage failed (will retry): %r", len(batch), signal, error)
-            return
-        self._retry[signal] = []
-        self.metrics.counter("tocsin_records_written_total").inc(len(batch), signal=signal)
-        self.metrics.histogram("tocsin_flush_seconds").observe(time.perf_counter() - started, signal=signal)
-        if signal != "metrics":
-            self.emit(Event(topic=signal if signal == "logs" else "traces", type="written", time_ns=self.clock.now_ns(),
-                            data={"count": len(batch)}))
+        outcome = await self._writers[signal].write(items, writer, now=time.monotonic(), force=force)
+        if sanitized:
+            outcome.sanitized.update(sanitized)
+        report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
+        if outcome.written and outcome.error is None:
+            self.metrics.histogram("tocsin_flush_seconds").observe(time.perf_counter() - started, signal=signal)
 
     def _count_buffer_drops(self) -> None:
         for signal, buffer in (("logs", self.log_buffer), ("spans", self.span_buffer)):
             new = buffer.dropped - self._dropped_seen[signal]
             if new:
                 self._dropped_seen[signal] = buffer.dropped
-                self.metrics.counter("tocsin_records_dropped_total").inc(new, signal=signal)
+                self.metrics.counter("tocsin_records_dropped_total").inc(new, signal=signal, reason="buffer_full")
 
     async def _flusher(self) -> None:
         """Flush each signal on its own interval, or early when a buffer holds a full batch."""
@@ -372,7 +369,7 @@ class Monitor:
                     due[signal] = now + max(intervals[signal], 0.01)
                     try:
                         async with self._flush_lock:
-                            await flush()
+                            await flush(force=False)  # a failing storage is retried with backoff
                     except Exception as error:  # never let the flusher die
                         internal_log.warning("tocsin: flushing %s failed: %r", signal, error)
 

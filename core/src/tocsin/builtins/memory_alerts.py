@@ -12,7 +12,7 @@ from tocsin.builtins.memory_records import check_limit, detached, drop_old, in_r
 from tocsin.errors import StorageError
 from tocsin.models import Alert, AlertTransition, Delivery, DeliveryAttempt, DeliveryState, Silence
 from tocsin.storage.matchers import compile_matchers
-from tocsin.storage.protocol import AlertQuery, DeliveryQuery, Page
+from tocsin.storage.protocol import AlertQuery, DeliveryQuery, Page, check_query_values
 
 FINAL_DELIVERY_STATES: frozenset[str] = frozenset({"sent", "failed", "dropped"})
 SWEPT_ALERT_STATES: frozenset[str] = frozenset({"resolved", "inactive"})
@@ -51,6 +51,7 @@ class MemoryAlerts:
 
     async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
         """Alerts passing every filter (`states`: any of them), most recently updated first."""
+        check_query_values(query)
         matches = compile_matchers(query.matchers)
         matched = [
             alert
@@ -154,6 +155,7 @@ class MemoryAlerts:
 
     async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
         """Outbox entries passing every filter, newest (created) first."""
+        check_query_values(query)
         matched = [
             delivery
             for delivery in self._deliveries.values()

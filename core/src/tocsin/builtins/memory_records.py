@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tocsin.errors import QueryError, StorageError
+from tocsin.errors import StorageError
 from tocsin.storage.cursors import decode_cursor, encode_cursor
-from tocsin.storage.protocol import Page
+from tocsin.storage.protocol import MAX_QUERY_LIMIT, Page, check_limit
 
 R = TypeVar("R", bound=msgspec.Struct)
 
@@ -33,12 +33,6 @@ def drop_old(records: list[R], is_old: Callable[[R], bool]) -> tuple[list[R], in
     return kept, len(records) - len(kept)
 
 
-def check_limit(limit: int) -> None:
-    """Refuse a limit below 1 with QueryError, as every backend does."""
-    if limit < 1:
-        raise QueryError(f"limit must be at least 1, got {limit}")
-
-
 def keyset_page(
     items: list[R],
     key: Callable[[R], tuple[Any, ...]],
@@ -46,8 +40,12 @@ def keyset_page(
     cursor: str | None,
     shape: type[tuple[Any, ...]],
 ) -> Page[R]:
-    """Newest-first keyset pagination: sort by `key` descending; the cursor is the last key served."""
-    check_limit(limit)
+    """Newest-first keyset pagination: sort by `key` descending; the cursor is the last key served.
+
+    The limit of a query's page is from 1 to MAX_QUERY_LIMIT (`check_query_values` says so first, naming the
+    query; this holds the listings that do not call it to the same rule).
+    """
+    check_limit(limit, MAX_QUERY_LIMIT)
     ordered = sorted(items, key=key, reverse=True)
     total = len(ordered)
     if cursor is not None:

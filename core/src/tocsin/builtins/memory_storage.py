@@ -9,6 +9,7 @@ outbox live in `memory_alerts`; copying, filtering and paging in `memory_records
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -42,8 +43,11 @@ from tocsin.storage.protocol import (
     Retention,
     SpanQuery,
     StorageStats,
+    check_query_values,
 )
 from tocsin.storage.rollups import LabelKey, check_query, evaluate, labels_key
+
+internal_log = logging.getLogger("tocsin")
 
 
 def _merge_rollups(old: MetricRollup, new: MetricRollup) -> MetricRollup:
@@ -99,9 +103,22 @@ class MemoryStorage(MemoryAlerts):
             series[rollup.start_ns] = rollup if old is None else _merge_rollups(old, rollup)
 
     async def write_spans(self, spans: Sequence[Span]) -> None:
-        """Store spans; a span whose span_id exists replaces it."""
+        """Store spans; a stored span is replaced only by itself (same span_id, trace_id and start_ns).
+
+        A span whose span_id is stored for another trace or start time is a different span whose id collided:
+        it is not stored (the first is kept) and is counted in a warning.
+        """
+        collided = 0
         for span in [detached(span) for span in spans]:
-            self._spans[span.span_id] = span
+            stored = self._spans.get(span.span_id)
+            if stored is None or (stored.trace_id, stored.start_ns) == (span.trace_id, span.start_ns):
+                self._spans[span.span_id] = span
+            else:
+                collided += 1
+        if collided:
+            internal_log.warning(
+                "tocsin: %d span(s) not stored: their span_id belongs to another stored span", collided
+            )
 
     async def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log records, numbering them from 1 in write order."""
@@ -127,6 +144,7 @@ class MemoryStorage(MemoryAlerts):
 
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
         """Aggregate the rollups of the matching series (see `tocsin.storage.rollups`)."""
+        check_query_values(query)
         check_query(query)
         matches = compile_matchers(query.matchers)
         selected = [
@@ -145,6 +163,7 @@ class MemoryStorage(MemoryAlerts):
 
     async def search_spans(self, query: SpanQuery) -> Page[Span]:
         """Spans whose start is in [start_ns, end_ns) and that pass every filter, newest start first."""
+        check_query_values(query)
 
         def keep(span: Span) -> bool:
             duration = span.duration_ns
@@ -176,6 +195,7 @@ class MemoryStorage(MemoryAlerts):
     # -- logs --------------------------------------------------------------------------------------
     async def search_logs(self, query: LogQuery) -> Page[LogHit]:
         """Logs matching the text query and every filter, newest first (time, then id), with a total."""
+        check_query_values(query)
         parsed = parse(query.text) if query.text.strip() else None
         if query.level is not None and query.level not in LOG_LEVELS:
             raise QueryError(f"log level {query.level!r} is unknown; use one of {', '.join(LOG_LEVELS)}")
@@ -248,6 +268,7 @@ class MemoryStorage(MemoryAlerts):
 
     async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
         """Executions passing every filter (start in [start_ns, end_ns)), newest start first."""
+        check_query_values(query)
         matched = [
             execution
             for execution in self._executions.values()

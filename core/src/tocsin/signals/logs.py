@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
@@ -21,6 +22,7 @@ from tocsin.models import LOG_LEVELS, LogLevel, LogRecord
 from tocsin.signals.buffer import BoundedBuffer
 from tocsin.signals.context import current_execution, current_span
 from tocsin.signals.exceptions import exception_fields, safe_str
+from tocsin.signals.sanitize import MAX_DEPTH, NESTED_TOO_DEEP
 
 # The same numbers as stdlib logging, so a stdlib level maps by comparison.
 LEVEL_NUMBERS: dict[str, int] = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -158,12 +160,15 @@ class Logger:
         return f"<Logger {self.name!r} level={self._level} fields={len(self.fields)}>"
 
 
-def drain_records(buffer: BoundedBuffer[LogEntry], limit: int | None = None) -> list[LogRecord]:
-    """Remove up to `limit` queued entries (all by default) and return them as LogRecords, oldest first."""
-    return [_to_record(entry) for entry in buffer.drain(limit)]
+def drain_records(
+    buffer: BoundedBuffer[LogEntry], limit: int | None = None, *, cuts: Counter[str] | None = None
+) -> list[LogRecord]:
+    """Remove up to `limit` queued entries (all by default) and return them as LogRecords, oldest first;
+    nesting cut from field values is counted in `cuts`."""
+    return [_to_record(entry, cuts) for entry in buffer.drain(limit)]
 
 
-def _to_record(entry: LogEntry) -> LogRecord:
+def _to_record(entry: LogEntry, cuts: Counter[str] | None) -> LogRecord:
     time_ns, level, message, fields, (service, name, bound), span, execution = entry
     if span is not None:
         trace_id, span_id = span.trace_id, span.span_id
@@ -176,7 +181,7 @@ def _to_record(entry: LogEntry) -> LogRecord:
     attributes = {**bound, **fields} if bound else fields  # a dict the entry owns: converted in place
     for key, value in attributes.items():
         if type(value) not in _SCALARS:
-            attributes[key] = plain(value)
+            attributes[key] = plain(value, 0, cuts)
     return LogRecord(
         time_ns=time_ns,
         level=level,
@@ -192,18 +197,23 @@ def _to_record(entry: LogEntry) -> LogRecord:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_MAX_DEPTH = 16
 
 
-def plain(value: Any, depth: int = 0) -> Any:
-    """`value` as JSON-friendly data: scalars, lists and str-keyed dicts kept, anything else as str(value)."""
+def plain(value: Any, depth: int = 0, cuts: Counter[str] | None = None) -> Any:
+    """`value` as JSON-friendly data: scalars, lists and str-keyed dicts kept, anything else as str(value).
+
+    Nesting deeper than `MAX_DEPTH` levels is cut to a placeholder and counted in `cuts["nesting"]`.
+    """
     if type(value) in _SCALARS:
         return value
-    if depth < _MAX_DEPTH:
-        if isinstance(value, list | tuple):
-            return [plain(item, depth + 1) for item in value]
+    if isinstance(value, list | tuple | dict):
+        if depth >= MAX_DEPTH:
+            if cuts is not None:
+                cuts["nesting"] += 1
+            return NESTED_TOO_DEEP
         if isinstance(value, dict):
-            return {safe_str(key): plain(item, depth + 1) for key, item in value.items()}
+            return {safe_str(key): plain(item, depth + 1, cuts) for key, item in value.items()}
+        return [plain(item, depth + 1, cuts) for item in value]
     # Subclasses of the scalars (enums, str/int subclasses) become their plain base value.
     if isinstance(value, bool):
         return bool(value)

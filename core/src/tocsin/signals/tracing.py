@@ -1,13 +1,13 @@
 """Spans that cost a few microseconds: parented through contextvars, sampled at the start, drained in batches.
 
-`tracer.span(name)` returns an `ActiveSpan` that is a context manager (sync and async) and a decorator
-(def and async def). Entering it picks the parent (the `parent=` argument, else
-`tocsin.signals.context.current_span`), makes ids with `random.getrandbits`, asks the sampler, and makes the span
-current until exit. A dropped span still carries ids, so children and outgoing `traceparent` headers keep
-the trace together with the sampled flag off; it records nothing and is never buffered. A finished sampled
-span is put into the `BoundedBuffer` as is (ids stay ints); `Tracer.drain` turns spans into `models.Span`
-only when the flusher asks, and adds a snapshot of each span that has run longer than `live_after_s`, so a
-long span is visible while it runs.
+`tracer.span(name)` returns an `ActiveSpan`: a context manager (sync and async) and a decorator. Entering
+it picks the parent (`parent=`, else `tocsin.signals.context.current_span`), makes ids from a private
+generator seeded from `os.urandom` (again in each forked child, so an app's `random.seed()` cannot repeat
+them; never all zeros), asks the sampler, and makes the span current until exit. A dropped span still
+carries ids, so children and outgoing `traceparent` headers keep the trace together with the sampled flag
+off; it records nothing and is never buffered. A finished sampled span goes into the `BoundedBuffer` as is;
+`Tracer.drain` turns spans into `models.Span` when the flusher asks, plus a snapshot of each span running
+longer than `live_after_s`, so a long span is visible while it runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import os
 import random
 import re
 import time
@@ -41,7 +42,10 @@ _DROP = Decision.DROP
 _SAMPLE = Decision.RECORD_AND_SAMPLE
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
-_getrandbits = random.getrandbits
+_ids = random.Random(os.urandom(32))  # not the global `random`: an app's random.seed() must not repeat ids
+if hasattr(os, "register_at_fork"):  # a forked worker must not repeat its parent's ids
+    os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
+_getrandbits = _ids.getrandbits
 _MISSING = contextvars.Token.MISSING
 _new = object.__new__
 
@@ -453,7 +457,8 @@ class Tracer:
     def drain(self, now_ns: int, live_after_s: float = 1.0) -> list[models.Span]:
         """Finished spans to store, plus a snapshot (end_ns=None) of each span running over live_after_s.
 
-        Storage upserts by span_id, so a span's final version later replaces its snapshot.
+        Storage replaces a stored span with a later write of the same span (same ids and start time), so a
+        span's final version later replaces its snapshot.
         """
         spans = [self._to_model(span, span._end_ns) for span in self._buffer.drain()]
         cutoff = now_ns - int(live_after_s * 1e9)

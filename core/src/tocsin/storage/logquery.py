@@ -20,6 +20,14 @@ lower-cased with accents removed (`Café` finds `cafe`); everything else separat
 phrase "db 1", `/var/log` is "var log", `it's` is "it s" and `3.5` is "3 5". A term with no letters or digits
 (`---`, `"!!!"`) is dropped.
 
+Brackets work like that too, so text pasted from a log finds itself: a `(` inside a word belongs to the word,
+and so does everything up to its matching `)`, spaces, commas, quotes and operator words included. So
+`connect(host)` is the phrase "connect host", `connect(host, port)` is "connect host port", `retry(3 times)` is
+"retry 3 times" and `NEAR(a b, 3)` is "near a b 3" (FTS5's NEAR is not an operator here). Only a `(` that
+starts a term groups, as in `(timeout OR refused)`; inside a group a comma separates like a space
+(`(host, port)` is host AND port). A `(` inside a word that is never closed does not swallow the rest: the
+word ends at the next space as usual (`NEAR(a b` is "near a" AND b).
+
 Field filters apply to the whole query, so they stand at the top level, never inside OR or parentheses.
 Repeating a field means either value: `level:error level:critical`. Values match exactly and case-sensitively,
 except `level` (any case; `warn` and `fatal` are accepted) and trace/span ids (hex, any case). A record with
@@ -30,8 +38,12 @@ Uppercase OR, AND and NOT are operators; write the word in lower case or quote i
 negates only when it starts a term and is followed by something (`--flag` and a lone `-` are text). A query
 must look for something: field filters alone are fine, but negated words need a word that is not negated
 beside them (`-debug` is refused even with `level:error`, and so is `a OR -b`, "every message without b"),
-because an inverted index cannot list what lacks a word. An unclosed quote or parenthesis runs to the end.
+because an inverted index cannot list what lacks a word. An unclosed quote or group runs to the end.
 Limits: 1000 characters, 32 terms (words, phrases and field filters), 8 levels of parentheses.
+
+An empty or blank text is not a query: `parse("")` raises QueryError. Backends never call it with one:
+`LogQuery(text="")` (or only whitespace) means no text filter, and `search_logs` lists every record that the
+other filters of the `LogQuery` let through, newest first.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import msgspec
 
 from tocsin.errors import QueryError
 from tocsin.models import LOG_LEVELS, LogRecord
+from tocsin.storage.lexer import Lexeme, lex
 from tocsin.storage.tokens import token_spans, tokenize
 
 MAX_QUERY_CHARS = 1000
@@ -220,23 +233,11 @@ _FIELD_NAMES = {
 }
 _LEVEL_ALIASES = {"warn": "warning", "fatal": "critical"}
 _HEX_IDS = {"trace_id": re.compile(r"[0-9a-fA-F]{32}"), "span_id": re.compile(r"[0-9a-fA-F]{16}")}
-_FIELD = re.compile(r"([A-Za-z_]+):(.*)", re.DOTALL)
-_KEYWORDS = ("OR", "AND", "NOT")
 _ENDS_OPERAND = ("", ")", "OR", "AND")
 _NOTHING_POSITIVE = (
     "nothing to look for: `-word` and `NOT word` only leave messages out, so add a word to search for "
     "(a negated field filter such as -level:debug may stand alone)"
 )
-
-
-class _Lexeme(msgspec.Struct, kw_only=True, frozen=True):
-    """One piece of query syntax: `(`, `)`, `OR`, `AND`, `NOT`, `-`, `word`, `phrase` or `field`."""
-
-    kind: str
-    at: int
-    text: str = ""
-    name: str = ""
-    prefix: bool = False
 
 
 class _Field(msgspec.Struct, kw_only=True, frozen=True):
@@ -245,63 +246,6 @@ class _Field(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     values: tuple[str, ...]
     negated: bool = False
-
-
-def _quoted(text: str, i: int) -> tuple[str, int]:
-    """Read a quoted string starting at text[i] == '"'; an unclosed quote runs to the end."""
-    close = text.find('"', i + 1)
-    return (text[i + 1 :], len(text)) if close < 0 else (text[i + 1 : close], close + 1)
-
-
-def _bare_word(text: str, i: int) -> int:
-    """The end of the bare word starting at i: whitespace, a quote or an unbalanced `)` ends it."""
-    depth = 0
-    while i < len(text) and not text[i].isspace() and text[i] != '"':
-        if text[i] == "(":
-            depth += 1
-        elif text[i] == ")":
-            if depth == 0:
-                break
-            depth -= 1
-        i += 1
-    return i
-
-
-def _lex(text: str) -> list[_Lexeme]:
-    """Split query text into lexemes."""
-    lexemes: list[_Lexeme] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        start = i
-        if char.isspace():
-            i += 1
-        elif char in "()":
-            lexemes.append(_Lexeme(kind=char, at=i))
-            i += 1
-        elif char == '"':
-            body, i = _quoted(text, i)
-            stars = len(text[i:]) - len(text[i:].lstrip("*"))
-            lexemes.append(_Lexeme(kind="phrase", at=start, text=body, prefix=stars > 0))
-            i += stars
-        elif char == "-" and text[i + 1 : i + 2] not in ("", "-", ")") and not text[i + 1].isspace():
-            lexemes.append(_Lexeme(kind="-", at=i))
-            i += 1
-        else:
-            i = _bare_word(text, i)
-            word = text[start:i]
-            after_minus = bool(lexemes) and lexemes[-1].kind == "-" and lexemes[-1].at == start - 1
-            field = _FIELD.fullmatch(word)
-            if word in _KEYWORDS and not after_minus:
-                lexemes.append(_Lexeme(kind=word, at=start))
-            elif field and field.group(1).lower() in _FIELD_NAMES:
-                value = field.group(2)
-                if not value and text[i : i + 1] == '"':
-                    value, i = _quoted(text, i)
-                lexemes.append(_Lexeme(kind="field", at=start, name=field.group(1).lower(), text=value))
-            else:
-                lexemes.append(_Lexeme(kind="word", at=start, text=word, prefix=word.endswith("*")))
-    return lexemes
 
 
 def _field_values(name: str, value: str) -> tuple[str, ...]:
@@ -362,7 +306,7 @@ def _check_searchable(node: Node) -> None:
 class _Parser:
     """Recursive descent over lexemes; OR binds tighter than AND, negation tightest of all."""
 
-    def __init__(self, lexemes: list[_Lexeme]) -> None:
+    def __init__(self, lexemes: list[Lexeme]) -> None:
         self.lexemes = lexemes
         self.position = 0
         self.terms = 0
@@ -373,7 +317,7 @@ class _Parser:
         """The kind of the next lexeme, or "" at the end."""
         return self.lexemes[self.position].kind if self.position < len(self.lexemes) else ""
 
-    def take(self) -> _Lexeme:
+    def take(self) -> Lexeme:
         """Consume and return the next lexeme."""
         self.position += 1
         return self.lexemes[self.position - 1]
@@ -454,7 +398,7 @@ class _Parser:
             return self.term(lexeme)
         raise QueryError(f"{lexeme.kind} at character {lexeme.at + 1} needs a term on each side")
 
-    def term(self, lexeme: _Lexeme) -> Term | None:
+    def term(self, lexeme: Lexeme) -> Term | None:
         """The tokens of a word or phrase; None when it has no letters or digits."""
         tokens = tokenize(lexeme.text)
         if not tokens:
@@ -480,7 +424,7 @@ def parse(text: str) -> ParsedQuery:
         raise QueryError(f"query is {len(text)} characters long; the limit is {MAX_QUERY_CHARS}")
     if not text.strip():
         raise QueryError("empty query: type a word to search for, or a field filter such as level:error")
-    parser = _Parser(_lex(text))
+    parser = _Parser(lex(text, _FIELD_NAMES))
     expr = parser.sequence(0)
     if parser.peek() == ")":
         raise QueryError(f"unmatched `)` at character {parser.take().at + 1}: remove it, or quote it to search for it")

@@ -3,7 +3,9 @@
 A backend is a class registered through `register_storage_backends`; it carries a nested `Config` Struct
 (its keys live in the `[storage]` section) and is built as `Backend(config)`, then `await backend.open()`.
 Every method is async, takes whole batches, and raises `StorageError` (or `QueryError` for bad queries).
-The contract suite in `tocsin.testing.contracts` holds every backend to the same behaviour.
+A backend passes every query it is given to `check_query_values` first, so out-of-range values are the same
+`QueryError` everywhere instead of whatever the database driver raises. The contract suite in
+`tocsin.testing.contracts` holds every backend to the same behaviour.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
+from tocsin.errors import QueryError
 from tocsin.models import (
     Aggregate,
     Alert,
@@ -40,6 +43,12 @@ from tocsin.models import (
 )
 
 T = TypeVar("T")
+
+MIN_NS = -(2**63)
+MAX_NS = 2**63 - 1
+"""Every `*_ns` value of a query lies in the signed 64-bit range, as every stored time does."""
+MAX_QUERY_LIMIT = 10_000
+"""The most items one page of a query (`limit`) may ask for; page with the cursor for more."""
 
 
 class Query(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -176,7 +185,8 @@ class StorageBackend(Protocol):
         """Store rollups; a rollup for an existing (series, start_ns) is merged into it."""
 
     async def write_spans(self, spans: Sequence[Span]) -> None:
-        """Store spans; a span whose span_id exists replaces it (start is written, then the end)."""
+        """Store spans; a later write of a stored span (same span_id, trace_id and start) replaces it (a live
+        span is written, then its end); a different span with a stored span_id never overwrites it."""
 
     async def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log records; ids are assigned in order and grow with every write."""
@@ -294,3 +304,64 @@ class StorageBackend(Protocol):
 
 RETENTION_SIGNALS: tuple[str, ...] = tuple(Retention.__struct_fields__)
 """The signal names a retention sweep reports on."""
+
+
+def check_limit(limit: object, maximum: int | None = None, name: str = "limit") -> None:
+    """Refuse a page size that is not a whole number from 1 (to `maximum`, when given) with QueryError."""
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise QueryError(f"{name} must be a whole number, got {limit!r}")
+    if limit < 1 or (maximum is not None and limit > maximum):
+        allowed = "at least 1" if maximum is None else f"from 1 to {maximum:,}"
+        raise QueryError(f"{name} must be {allowed}, got {limit:,}")
+
+
+def _check_ns(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise QueryError(f"{name} must be a whole number of nanoseconds, got {value!r}")
+    if not MIN_NS <= value <= MAX_NS:
+        raise QueryError(f"{name} must be from -2**63 to 2**63 - 1 (a signed 64-bit time in ns), got {value}")
+
+
+def _check_text(name: str, value: object) -> None:
+    """Every string in a value (lists, dict keys and values, nested Structs such as matchers) is valid UTF-8."""
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise QueryError(
+                f"{name} is not valid text: {value[error.start:error.end]!r} at position {error.start} "
+                "is a lone surrogate, which UTF-8 cannot hold"
+            ) from None
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_text(name, item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(f"{name} key", key)
+            _check_text(f"{name}[{key!r}]", item)
+    elif isinstance(value, msgspec.Struct):
+        for field in value.__struct_fields__:
+            _check_text(f"{name}.{field}", getattr(value, field))
+
+
+def check_query_values(query: Query) -> None:
+    """Raise QueryError unless every value of a query is in range, for any query type.
+
+    Every backend calls this first in each method taking a query, so the rules are the same everywhere: each
+    `*_ns` field is None or a signed 64-bit integer, `limit` is from 1 to MAX_QUERY_LIMIT, and every string (in
+    lists, dicts and matchers too) is encodable as UTF-8 — no lone surrogates. The meaning of the values
+    (a log search's syntax, a metric query's range and step) is checked where it is used.
+    """
+    kind = type(query).__name__
+    for field in query.__struct_fields__:
+        value = getattr(query, field)
+        name = f"{kind}.{field}"
+        if field == "limit":
+            check_limit(value, MAX_QUERY_LIMIT, name)
+        elif field.endswith("_ns"):
+            if value is not None:
+                _check_ns(name, value)
+        else:
+            _check_text(name, value)

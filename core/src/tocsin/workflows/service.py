@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from tocsin.errors import ConfigError, ConfigProblem, InstrumentError, QueryErro
 from tocsin.models import Event, WorkflowExecution, WorkflowStep
 from tocsin.signals.buffer import BoundedBuffer
 from tocsin.signals.context import current_execution
+from tocsin.storage.batches import BatchWriter, report_outcome
 from tocsin.storage.protocol import ExecutionQuery, Page
 from tocsin.values import Duration
 from tocsin.workflows.runs import Recorder, Run, StepRun
@@ -34,7 +36,6 @@ from tocsin.workflows.watch import Expectation, ExpectationWatcher, WorkflowProb
 if TYPE_CHECKING:
     from tocsin.runtime import Runtime
 
-RETRY_LIMIT = 10_000  # records kept for retry while storage is failing
 BATCH = 512
 
 internal_log = logging.getLogger("tocsin")
@@ -59,7 +60,7 @@ class WorkflowMonitor:
                 self._watcher.add(Expectation.from_config(entry))
             except ConfigError as error:
                 raise ConfigError([ConfigProblem(f"workflows.expect[{i}].name", str(error))]) from None
-        self._retry: list[WorkflowExecution | WorkflowStep] = []
+        self.writer = BatchWriter("workflows")
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_event: asyncio.Event | None = None
@@ -179,21 +180,18 @@ class WorkflowMonitor:
         if self._flush_lock is None:
             self._flush_lock = asyncio.Lock()
         async with self._flush_lock:
-            storage = self._storage()
-            batch = [*self._retry, *self.drain()]
-            self._retry = []
-            for i, record in enumerate(batch):
-                try:
-                    if isinstance(record, WorkflowExecution):
-                        await storage.save_execution(record)
-                    else:
-                        await storage.save_step(record)
-                except Exception as error:
-                    self._retry = batch[i:][-RETRY_LIMIT:]
-                    self.monitor.metrics.counter("tocsin_flush_errors_total").inc(signal="workflows")
-                    internal_log.warning("tocsin: writing %d workflow records failed (will retry): %r",
-                                         len(batch) - i, error)
-                    return
+            outcome = await self.writer.write(self.drain(), self._save, now=time.monotonic())
+            report_outcome(outcome, "workflows", metrics=self.monitor.metrics, emit=self.monitor.emit,
+                           now_ns=self.monitor.clock.now_ns)
+
+    async def _save(self, records: list[WorkflowExecution | WorkflowStep]) -> None:
+        """Save records in order (upserts by id, so writing one again after a failure is harmless)."""
+        storage = self._storage()
+        for record in records:
+            if isinstance(record, WorkflowExecution):
+                await storage.save_execution(record)
+            else:
+                await storage.save_step(record)
 
     async def get(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
         """One stored execution with its steps (pending writes are flushed first)."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tocsin.ext import StorageError
+from tocsin.ext import UnstorableRecord
 
 T = TypeVar("T")
 
@@ -21,7 +21,7 @@ _JSON = msgspec.json.Encoder(order="sorted")
 
 
 def pack(value: Any, record: str) -> bytes | None:
-    """msgpack bytes of a value, or None when it is empty; unstorable values are a StorageError."""
+    """msgpack bytes of a value, or None when it is empty; unstorable values are an UnstorableRecord."""
     if not value:
         return None if isinstance(value, dict | list | tuple) else _pack(value, record)
     return _pack(value, record)
@@ -31,7 +31,7 @@ def _pack(value: Any, record: str) -> bytes:
     try:
         return _PACK.encode(value)
     except (TypeError, OverflowError, msgspec.MsgspecError) as error:
-        raise StorageError(f"cannot store {record}: {error}") from None
+        raise UnstorableRecord(f"cannot store {record}: {error}") from None
 
 
 def unpack_dict(blob: bytes | None) -> dict[str, Any]:

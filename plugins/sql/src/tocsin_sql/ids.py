@@ -2,7 +2,7 @@
 
 Hex text costs twice the bytes in every row and every index entry; raw bytes compare in the same order as
 the lowercase hex, so index order and cursors are unchanged. Any-case hex is accepted and comes back in
-lowercase (the form `tocsin.models` documents); anything else is refused with a StorageError naming the field.
+lowercase (the form `tocsin.models` documents); anything else is refused with an UnstorableRecord naming the field.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import string
 
-from tocsin.ext import StorageError
+from tocsin.ext import UnstorableRecord
 
 _HEX = frozenset(string.hexdigits)
 
@@ -21,7 +21,7 @@ def _to_bytes(value: str, width: int, what: str) -> bytes:
     except (ValueError, TypeError):
         raw = b""
     if len(raw) != width or len(value) != width * 2:  # fromhex skips spaces: count both
-        raise StorageError(f"{what} must be {width * 2} hex characters, got {str(value)[:80]!r}")
+        raise UnstorableRecord(f"{what} must be {width * 2} hex characters, got {str(value)[:80]!r}")
     return raw
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tocsin.ext import LOG_LEVELS, LogRecord, StorageError
+from tocsin.ext import LOG_LEVELS, LogRecord, UnstorableRecord
 from tocsin_sql import codec, ids, meta
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect
@@ -43,12 +43,13 @@ EncodedLog = tuple[Any, ...]
 
 
 def encode(record: LogRecord) -> EncodedLog:
-    """A LogRecord as a row (id not yet assigned); bad levels, ids or values are a StorageError."""
+    """A LogRecord as a row (id not yet assigned); bad levels, ids or values are an UnstorableRecord."""
     level = LEVEL_CODES.get(record.level)
     if level is None:
-        raise StorageError(f"LogRecord level {record.level!r} is not one of {', '.join(LOG_LEVELS)}")
+        raise UnstorableRecord(f"LogRecord level {record.level!r} is not one of {', '.join(LOG_LEVELS)}")
     if not -_MAX_TIME <= record.time_ns <= _MAX_TIME:
-        raise StorageError(f"LogRecord time_ns {record.time_ns} does not fit in 64 bits")
+        raise UnstorableRecord(f"LogRecord time_ns {record.time_ns} does not fit in 64 bits",
+                               reason="number_out_of_range")
     return (
         record.time_ns,
         level,

@@ -22,7 +22,7 @@ from tocsin.ext import (
     MetricQuery,
     MetricRollup,
     SeriesPoints,
-    StorageError,
+    UnstorableRecord,
     evaluate,
 )
 from tocsin_sql import codec, ids, meta
@@ -52,7 +52,8 @@ def prepare(rollups: Sequence[MetricRollup]) -> PreparedRollups:
     folded: list[RollupRow] = []
     for rollup in rollups:
         if rollup.kind not in KINDS:
-            raise StorageError(f"MetricRollup {rollup.name!r} kind {rollup.kind!r} is not one of {', '.join(KINDS)}")
+            raise UnstorableRecord(f"MetricRollup {rollup.name!r} kind {rollup.kind!r} is not one of "
+                                   f"{', '.join(KINDS)}")
         labels = codec.to_json(rollup.labels)
         sid = ids.series_id(rollup.name, labels)
         series.setdefault(sid, (sid, rollup.name, rollup.kind, labels))

@@ -12,15 +12,20 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from tocsin.ext import Page, QueryError, decode_cursor, encode_cursor
+from tocsin.ext import Page, decode_cursor, encode_cursor
+from tocsin.ext import check_limit as _check_limit
 
 T = TypeVar("T")
 
 
 def check_limit(limit: int) -> None:
-    """A page must hold at least one item."""
-    if limit < 1:
-        raise QueryError(f"limit must be at least 1, got {limit}")
+    """A page must hold at least one item (`tocsin.ext.check_limit`, the same rule and message everywhere).
+
+    A query's `limit` is also capped at MAX_QUERY_LIMIT: the backend checks every query with
+    `tocsin.ext.check_query_values` before it gets here. History reads (`alert_history`, `health_history`)
+    take a plain limit, which only has to be at least 1.
+    """
+    _check_limit(limit)
 
 
 def before(first: sa.ColumnElement, second: sa.ColumnElement) -> sa.ColumnElement:

@@ -1,5 +1,9 @@
 """Spans: upsert by span id, trace lookup, and search newest first with keyset pagination.
 
+A write replaces a stored span only when it is the same span written again (the same trace_id and start_ns,
+as a running span and its completed version are); a different span whose span id collided with a stored one
+is not stored (the first is kept) and is counted in a warning.
+
 A trace is read through the trace_id index; searches walk (start_ns, span_id) descending, through the
 (service, start_ns, span_id) index when a service is given. Attribute filters compare decoded values in
 Python, exactly as the memory backend does, so a page is filled by reading candidates in order until it
@@ -8,6 +12,7 @@ has `limit` + 1 matches.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +26,7 @@ from tocsin_sql.schema import spans
 COLUMNS = tuple(column for column in spans.c if column.key != "id")
 _FILTERS = ("service", "name", "status", "min_duration", "max_duration", "start", "end", "root_only", "cursor")
 _CHUNK = 256
+log = logging.getLogger("tocsin")
 
 
 def encode(span: Span) -> tuple[Any, ...]:
@@ -64,12 +70,20 @@ def decode(row: tuple[Any, ...]) -> Span:
 def _upsert(d: Dialect) -> sa.ClauseElement:
     insert = d.insert(spans).values({column.key: sa.bindparam(column.key) for column in COLUMNS})
     replaced = {column.key: insert.excluded[column.key] for column in COLUMNS if column.key != "span_id"}
-    return insert.on_conflict_do_update(index_elements=[spans.c.span_id], set_=replaced)
+    same_span = sa.and_(spans.c.trace_id == insert.excluded.trace_id, spans.c.start_ns == insert.excluded.start_ns)
+    return insert.on_conflict_do_update(index_elements=[spans.c.span_id], set_=replaced, where=same_span)
 
 
 def write(db: Database, rows: list[tuple[Any, ...]]) -> None:
-    """Store encoded spans; a span whose span_id exists replaces it (inside the caller's transaction)."""
-    db.run_many(db.sql(_upsert), rows)
+    """Store encoded spans (inside the caller's transaction); a stored span is replaced only by itself.
+
+    A row whose span_id is stored with another trace_id or start_ns changes nothing (its id collided with
+    another span's); such rows are counted and logged, and the rest of the batch is stored.
+    """
+    statement = db.sql(_upsert)
+    collided = sum(1 for row in rows if not db.run(statement, row))
+    if collided:
+        log.warning("tocsin: %d span(s) not stored: their span_id belongs to another stored span", collided)
 
 
 def _trace(_: Dialect) -> sa.Select:

@@ -49,13 +49,14 @@ from tocsin.ext import (
     WorkflowExecution,
     WorkflowStep,
     check_query,
+    check_query_values,
     compile_matchers,
 )
 from tocsin_sqlite import search
 from tocsin_sqlite.config import SQLiteConfig
 from tocsin_sqlite.connection import SQLiteDatabase, connect, enable_wal
 from tocsin_sqlite.dialect import SQLiteDialect
-from tocsin_sqlite.maintenance import Checkpointer, merge_index_step, release_free_pages
+from tocsin_sqlite.maintenance import Checkpointer, FreePageRelease, merge_index_step
 from tocsin_sqlite.storage import SQLiteStorage
 from tocsin_sqlite.workers import Pool
 
@@ -148,7 +149,7 @@ class SQLiteBackend(SQLiteStorage):
             await self._write(lambda db: metrics.write(db, prepared), f"write {len(rollups)} metric rollups")
 
     async def write_spans(self, spans: Sequence[Span]) -> None:
-        """Store spans; a span whose span_id exists replaces it."""
+        """Store spans; a later write of the same span replaces it, a colliding span_id never does."""
         if spans:
             rows = [traces.encode(span) for span in spans]
             await self._write(lambda db: traces.write(db, rows), f"write {len(rows)} spans")
@@ -176,6 +177,7 @@ class SQLiteBackend(SQLiteStorage):
 
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
         """Aggregate rollups as the query says (tiers for long ranges, tocsin.storage.rollups.evaluate for the math)."""
+        check_query_values(query)
         check_query(query)
         matches = compile_matchers(query.matchers)
         return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
@@ -187,6 +189,7 @@ class SQLiteBackend(SQLiteStorage):
 
     async def search_spans(self, query: SpanQuery) -> Page[Span]:
         """Spans matching the query, newest first, with cursor pagination."""
+        check_query_values(query)
         return await self._read(lambda db: traces.search(db, query), "search spans")
 
     # -- logs -------------------------------------------------------------------------------------------------
@@ -219,6 +222,7 @@ class SQLiteBackend(SQLiteStorage):
 
     async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
         """Alerts matching the query, most recently updated first."""
+        check_query_values(query)
         matches = compile_matchers(query.matchers)
         return await self._read(lambda db: alerts.list_alerts(db, query, matches), "list alerts")
 
@@ -269,6 +273,7 @@ class SQLiteBackend(SQLiteStorage):
 
     async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
         """Outbox entries, newest first."""
+        check_query_values(query)
         return await self._read(lambda db: outbox.list_deliveries(db, query), "list deliveries")
 
     async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
@@ -306,14 +311,15 @@ class SQLiteBackend(SQLiteStorage):
 
     async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
         """Executions matching the query, newest first."""
+        check_query_values(query)
         return await self._read(lambda db: workflows.list_executions(db, query), "list executions")
 
     # -- housekeeping -------------------------------------------------------------------------------------
     async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
         """Delete what is older than each signal's retention, a chunk per write transaction; rows per signal.
 
-        Freed pages are reused by later writes; past a quarter of the file they are released in small steps.
-        Then the log index is compacted (`compact`).
+        Then the log index is compacted (`compact`). Freed pages are reused by later writes; when they pass a
+        quarter of the file they are given back to the file system, in short steps, until a tenth is left free.
         """
         deleted = dict.fromkeys(RETENTION_SIGNALS, 0)
         for signal in RETENTION_SIGNALS:
@@ -324,10 +330,11 @@ class SQLiteBackend(SQLiteStorage):
             while not await self._write(sweep.step, f"sweep old {signal}"):
                 pass
             deleted[signal] = sweep.deleted
+        await self.compact()  # before the release: merging the index frees pages too
         if any(deleted.values()):
-            while await self._write(release_free_pages, "release free pages"):
+            release = FreePageRelease()
+            while await self._write(release.step, "release free pages"):
                 pass
-        await self.compact()
         return deleted
 
     async def compact(self) -> None:

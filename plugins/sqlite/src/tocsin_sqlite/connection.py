@@ -20,10 +20,12 @@ from typing import Any
 from tocsin_sql.database import Database, StatementCache
 from tocsin_sql.dialect import SKETCH_MERGE_FUNCTION, merge_sketch_blobs
 
-from tocsin.ext import QueryError, StorageError
+from tocsin.ext import QueryError, StorageError, StorageUnavailable, UnstorableRecord
 
 PROGRESS_STEPS = 1000
 """SQLite virtual-machine instructions between two calls of the progress handler."""
+
+_TRANSIENT = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")
 
 
 class Guard:
@@ -122,11 +124,15 @@ class SQLiteDatabase(Database):
             message, self.merge.error = self.merge.error, None
             return StorageError(f"{doing} failed: cannot merge rollups: {message}")
         name = getattr(error, "sqlite_errorname", "")
-        if name.startswith("SQLITE_BUSY"):
-            return StorageError(
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StorageUnavailable(
                 f"{doing} failed: {self.path} is locked by another writer ({error}); busy_timeout ran out. "
                 "Is another process writing to this file?"
             )
+        if name.startswith(_TRANSIENT):  # the disk, not the data: the same write may work later
+            return StorageUnavailable(f"{doing} failed on {self.path}: {error} ({name})")
+        if isinstance(error, sqlite3.IntegrityError | sqlite3.DataError | sqlite3.InterfaceError):
+            return UnstorableRecord(f"{doing} failed on {self.path}: {error} ({name or type(error).__name__})")
         return StorageError(f"{doing} failed on {self.path}: {error} ({name or type(error).__name__})")
 
 

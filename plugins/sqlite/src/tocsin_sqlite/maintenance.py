@@ -19,14 +19,19 @@ in 30-odd steps at a million rows, with ingest going on between them); queries t
 
 Vacuum. Deleted rows leave free pages, which later writes reuse, so a store under a steady retention
 stops growing. tocsin never runs a full VACUUM (it rewrites the whole file under an exclusive lock and
-needs twice the space). New files use `auto_vacuum = INCREMENTAL`; after a retention sweep, when free
-pages exceed FREE_SHARE_HIGH of the file, they are released down to FREE_SHARE_LOW in steps of
-VACUUM_STEP pages, each its own short write transaction.
+needs twice the space). New files use `auto_vacuum = INCREMENTAL`; after a retention sweep (and the index
+merge, which frees pages too), when free pages exceed FREE_SHARE_HIGH of the file, they are released until
+at most FREE_SHARE_LOW of what remains is free, in steps of at most VACUUM_STEP pages, each its own short
+write transaction (`FreePageRelease`). `PRAGMA incremental_vacuum(N)` frees one page per `sqlite3_step`,
+and Python's sqlite3 steps a statement without result columns only once, so it would free one page, not N:
+each step therefore runs `incremental_vacuum(1)` once per page, which frees exactly one page whatever the
+Python version does.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -109,21 +114,44 @@ def merge_index_step(db: SQLiteDatabase) -> bool:
     return db.connection.total_changes - before > 1
 
 
-def free_pages_to_release(db: SQLiteDatabase) -> int:
-    """How many free pages to give back to the file system now (0 unless auto_vacuum is incremental)."""
+def free_pages_to_release(db: SQLiteDatabase, above: float = FREE_SHARE_HIGH) -> int:
+    """Free pages to give back now: none unless auto_vacuum is incremental and more than `above` of the file is
+    free; else enough that at most FREE_SHARE_LOW of the smaller file stays free, up to VACUUM_STEP."""
     connection = db.connection
     if connection.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
         return 0
     pages = connection.execute("PRAGMA page_count").fetchone()[0]
     free = connection.execute("PRAGMA freelist_count").fetchone()[0]
-    if pages == 0 or free <= FREE_SHARE_HIGH * pages:
+    if pages == 0 or free <= above * pages or free <= FREE_SHARE_LOW * pages:
         return 0
-    return min(VACUUM_STEP, free - int(FREE_SHARE_LOW * pages))
+    # releasing x pages leaves free - x of pages - x: the least x with free - x <= LOW * (pages - x)
+    return min(VACUUM_STEP, free, math.ceil((free - FREE_SHARE_LOW * pages) / (1 - FREE_SHARE_LOW)))
 
 
-def release_free_pages(db: SQLiteDatabase) -> int:
-    """Give up to VACUUM_STEP free pages back (inside the caller's write transaction); pages released."""
-    count = free_pages_to_release(db)
-    if count > 0:
-        db.connection.execute(f"PRAGMA incremental_vacuum({count})").fetchall()
-    return count
+def release_pages(db: SQLiteDatabase, count: int) -> int:
+    """Give `count` free pages back to the file system (in the caller's write transaction); pages released.
+
+    One `incremental_vacuum(1)` per page: Python's sqlite3 steps `incremental_vacuum(N)` once, freeing one page.
+    """
+    connection = db.connection
+    before = connection.execute("PRAGMA freelist_count").fetchone()[0]
+    for _ in range(count):
+        connection.execute("PRAGMA incremental_vacuum(1)")
+    return before - connection.execute("PRAGMA freelist_count").fetchone()[0]
+
+
+class FreePageRelease:
+    """Releasing free pages after a sweep, one write transaction per `step` (hysteresis over the steps).
+
+    It starts only when more than FREE_SHARE_HIGH of the file is free, then goes on, VACUUM_STEP pages a step,
+    until at most FREE_SHARE_LOW of the file is free. `step` returns the pages it released: 0 when done.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def step(self, db: SQLiteDatabase) -> int:
+        count = free_pages_to_release(db, FREE_SHARE_LOW if self.started else FREE_SHARE_HIGH)
+        released = release_pages(db, count) if count > 0 else 0
+        self.started = self.started or released > 0
+        return released

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 from tocsin_sql import ids, logkeys
 from tocsin_sql import logs as log_rows
-from tocsin_sql.paging import check_limit, cursor_key, page
+from tocsin_sql.paging import cursor_key, page
 
 from tocsin.ext import (
     LOG_LEVELS,
@@ -41,6 +41,7 @@ from tocsin.ext import (
     ParsedQuery,
     QueryError,
     Term,
+    check_query_values,
     parse_log_query,
 )
 from tocsin_sqlite.connection import SQLiteDatabase
@@ -137,8 +138,8 @@ def _levels(query: LogQuery, parsed: ParsedQuery | None) -> set[int]:
 
 
 def plan(query: LogQuery) -> Plan:
-    """Check and reduce a LogQuery (in the caller's thread); QueryError for anything malformed."""
-    check_limit(query.limit)
+    """Check and reduce a LogQuery (in the caller's thread); QueryError for anything malformed or out of range."""
+    check_query_values(query)
     parsed = parse_log_query(query.text) if query.text.strip() else None
     before = cursor_key(query.cursor, tuple[int]).get("after_0")
     levels = _levels(query, parsed)

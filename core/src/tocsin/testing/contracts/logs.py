@@ -118,6 +118,47 @@ class LogsContract(ContractBase):
         with pytest.raises(QueryError, match="limit"):
             await backend.search_logs(LogQuery(limit=0))
 
+    @pytest.mark.parametrize(
+        ("fields", "named"),
+        [
+            ({"end_ns": 2**64}, "end_ns"),
+            ({"text": "disk", "end_ns": 2**64}, "end_ns"),
+            ({"start_ns": 2**63}, "start_ns"),
+            ({"start_ns": -(2**63) - 1}, "start_ns"),
+            ({"service": "\ud800"}, "service"),
+            ({"execution_id": "x\udcffy"}, "execution_id"),
+            ({"trace_id": "\udfff"}, "trace_id"),
+            ({"text": "disk \ud800"}, "text"),
+            ({"limit": 0}, "limit"),
+            ({"limit": 10_001}, "limit"),
+            ({"limit": 10**9}, "limit"),
+        ],
+        ids=[
+            "end-past-int64",
+            "text-end-past-int64",
+            "start-past-int64",
+            "start-below-int64",
+            "service-surrogate",
+            "execution-surrogate",
+            "trace-surrogate",
+            "text-surrogate",
+            "limit-0",
+            "limit-10001",
+            "limit-1e9",
+        ],
+    )
+    async def test_search_logs_rejects_values_out_of_range_naming_the_field(self, backend, fields, named):
+        await self._write_log_set(backend)
+        with pytest.raises(QueryError, match=named):
+            await backend.search_logs(LogQuery(**fields))
+
+    async def test_search_logs_accepts_the_extremes_of_every_range(self, backend):
+        await self._write_log_set(backend)
+        page = await backend.search_logs(LogQuery(start_ns=-(2**63), end_ns=2**63 - 1, limit=10_000))
+        assert page.total == 5
+        assert len(page.items) == 5
+        assert (await backend.search_logs(LogQuery(text="disk", limit=10_000))).total == 1
+
     async def test_concurrent_log_writers_get_distinct_ids(self, backend):
         batches = [[make_log(f"writer {w} line {n}", n) for n in range(20)] for w in range(5)]
         await asyncio.gather(*(backend.write_logs(batch) for batch in batches))

@@ -24,6 +24,31 @@ class TracesContract(ContractBase):
         page = await backend.search_spans(SpanQuery())
         assert [s.span_id for s in page.items] == [sid(1)]
 
+    async def test_running_span_renamed_before_it_ends_is_still_replaced(self, backend):
+        # the same span (trace, span id and start) written again: a later write updates it, name included
+        await backend.write_spans([make_span(1, name="GET", duration_s=None, status="unset")])
+        await backend.write_spans([make_span(1, name="GET /users/{id}", duration_s=2.0)])
+        (done,) = await backend.get_trace(tid(1))
+        assert (done.name, done.end_ns, done.status) == ("GET /users/{id}", ns_at(2.0), "ok")
+
+    async def test_a_different_span_with_a_stored_span_id_never_overwrites_it(self, backend):
+        first = make_span(1, name="GET /", start_s=0, duration_s=1.0, attributes={"run": 1})
+        await backend.write_spans([first])
+        # same span id, but another trace / another start: another span whose id collided (e.g. a reseeded RNG)
+        await backend.write_spans([make_span(1, trace=2, name="GET /", start_s=0, attributes={"run": 2})])
+        await backend.write_spans([make_span(1, name="GET /", start_s=5, attributes={"run": 3})])
+        await backend.write_spans(
+            [make_span(1, trace=3, name="POST /", start_s=9, attributes={"run": 4}), make_span(2, trace=3)]
+        )
+        assert await backend.get_trace(tid(1)) == [first]
+        assert await backend.get_trace(tid(2)) == []
+        assert [s.span_id for s in await backend.get_trace(tid(3))] == [sid(2)]  # the rest of a batch is stored
+        page = await backend.search_spans(SpanQuery())
+        assert sorted((s.trace_id, s.span_id, s.attributes.get("run")) for s in page.items) == [
+            (tid(1), sid(1), 1),
+            (tid(3), sid(2), None),
+        ]
+
     async def test_span_round_trips_every_field(self, backend):
         span = Span(
             trace_id=tid(7),

@@ -255,6 +255,13 @@ class MemoryStorage(MemoryAlerts):
         """Create or replace a step by (execution_id, name, started_ns)."""
         self._steps[(step.execution_id, step.name, step.started_ns)] = detached(step)
 
+    async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
+        """Create or replace a batch of executions and steps; later ones win."""
+        for execution in executions:
+            await self.save_execution(execution)
+        for step in steps:
+            await self.save_step(step)
+
     async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
         """An execution with its steps ordered by start (then name)."""
         execution = self._executions.get(execution_id)

@@ -285,6 +285,9 @@ class StorageBackend(Protocol):
     async def save_step(self, step: WorkflowStep) -> None:
         """Create or replace a step by (execution_id, name, started_ns)."""
 
+    async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
+        """Create or replace a batch of executions (by id) and steps (by key) in one write; later ones win."""
+
     async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
         """An execution with its steps ordered by start."""
 

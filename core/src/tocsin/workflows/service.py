@@ -185,13 +185,10 @@ class WorkflowMonitor:
                            now_ns=self.monitor.clock.now_ns)
 
     async def _save(self, records: list[WorkflowExecution | WorkflowStep]) -> None:
-        """Save records in order (upserts by id, so writing one again after a failure is harmless)."""
-        storage = self._storage()
-        for record in records:
-            if isinstance(record, WorkflowExecution):
-                await storage.save_execution(record)
-            else:
-                await storage.save_step(record)
+        """Write a batch of executions and steps in one storage write (upserts: a retry is harmless)."""
+        executions = [record for record in records if isinstance(record, WorkflowExecution)]
+        steps = [record for record in records if not isinstance(record, WorkflowExecution)]
+        await self._storage().write_workflows(executions, steps)
 
     async def get(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
         """One stored execution with its steps (pending writes are flushed first)."""

@@ -96,6 +96,14 @@ def save_step(db: Database, row: tuple[Any, ...]) -> None:
     db.run(db.sql(_upsert_step), row)
 
 
+def write(db: Database, executions: Sequence[tuple[Any, ...]], steps: Sequence[tuple[Any, ...]]) -> None:
+    """Create or replace encoded executions and steps, one statement each for the whole batch, in order."""
+    if executions:
+        db.run_many(db.sql(_upsert_execution), executions)
+    if steps:
+        db.run_many(db.sql(_upsert_step), steps)
+
+
 def _execution(_: Dialect) -> sa.Select:
     return sa.select(*EXECUTION_COLUMNS).where(workflow_executions.c.id == sa.bindparam("id"))
 

@@ -305,6 +305,13 @@ class SQLiteBackend(SQLiteStorage):
         row = workflows.encode_step(step)
         await self._write(lambda db: workflows.save_step(db, row), f"save step {step.name!r}")
 
+    async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
+        """Create or replace a batch of executions and steps in one transaction; later ones win."""
+        if executions or steps:
+            encoded = [workflows.encode_execution(e) for e in executions], [workflows.encode_step(s) for s in steps]
+            await self._write(lambda db: workflows.write(db, *encoded),
+                              f"write {len(executions)} executions and {len(steps)} steps")
+
     async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
         """An execution with its steps ordered by start."""
         return await self._read(lambda db: workflows.get_execution(db, execution_id), "read an execution")

@@ -32,6 +32,19 @@ class WorkflowsContract(ContractBase):
         await backend.save_execution(done)
         assert (await backend.get_execution("run-1"))[0] == done
 
+    async def test_write_workflows_stores_a_batch_with_later_records_winning(self, backend):
+        await backend.write_workflows(
+            [make_execution("run-1", 0, status="running"), make_execution("run-2", 5),
+             make_execution("run-1", 0, status="failed")],
+            [make_step("run-1", "load", 2, status="running"), make_step("run-1", "extract", 1),
+             make_step("run-1", "load", 2, status="failed")],
+        )
+        execution, steps = await backend.get_execution("run-1")
+        assert execution == make_execution("run-1", 0, status="failed")
+        assert [(s.name, s.status) for s in steps] == [("extract", "succeeded"), ("load", "failed")]
+        assert (await backend.get_execution("run-2"))[0] == make_execution("run-2", 5)
+        await backend.write_workflows([], [])  # an empty batch is nothing to do
+
     @pytest.mark.parametrize(
         ("query", "expected"),
         [

@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tocsin.builtins.health_checks",
     "tocsin.builtins.alerting_commands",
     "tocsin.builtins.notify_commands",
+    "tocsin.builtins.logs_commands",
 )
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")

@@ -14,7 +14,7 @@ else in the core may move between releases; these names stay. docs/plugin-hooks.
 
 from __future__ import annotations
 
-from tocsin.config.schema import Port
+from tocsin.config.schema import ApiKey, Port, ServerConfig
 from tocsin.errors import (
     ConfigError,
     DeliveryError,
@@ -27,6 +27,7 @@ from tocsin.errors import (
     TocsinError,
     UnstorableRecord,
 )
+from tocsin.events import Subscription
 from tocsin.health.check import CheckOutcome, HealthCheck, outcome_of
 from tocsin.hookspecs import hookimpl
 from tocsin.models import (
@@ -71,6 +72,7 @@ from tocsin.notify.templates import (
     context_for,
     current_render,
 )
+from tocsin.plugins import PluginInfo, describe_plugins
 from tocsin.runtime import Runtime
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.cursors import decode_cursor, encode_cursor
@@ -108,6 +110,7 @@ __all__ = [
     "AlertTransition",
     "AllOf",
     "AnyOf",
+    "ApiKey",
     "ChannelRoute",
     "CheckOutcome",
     "ConfigError",
@@ -142,6 +145,7 @@ __all__ = [
     "NotificationChannel",
     "Page",
     "ParsedQuery",
+    "PluginInfo",
     "Port",
     "QueryError",
     "RateLimit",
@@ -152,6 +156,7 @@ __all__ = [
     "SchemaVersionError",
     "Secret",
     "SeriesPoints",
+    "ServerConfig",
     "Severity",
     "Silence",
     "Sketch",
@@ -163,6 +168,7 @@ __all__ = [
     "StorageError",
     "StorageStats",
     "StorageUnavailable",
+    "Subscription",
     "Template",
     "Term",
     "TocsinError",
@@ -178,6 +184,7 @@ __all__ = [
     "context_for",
     "current_render",
     "decode_cursor",
+    "describe_plugins",
     "encode_cursor",
     "episode_key",
     "evaluate",

@@ -39,6 +39,11 @@ class ServerConfig(Section, kw_only=True):
     host: str = "127.0.0.1"
     port: Port = 8420
     api_keys: list[ApiKey] = []
+    max_body_bytes: Positive = 10 * 1024 * 1024
+    rate_limit: Annotated[int, msgspec.Meta(ge=0)] = 12_000
+    cors_origins: list[str] = []
+    ws_snapshot_interval: Duration = Duration(5)
+    ws_queue: Positive = 1000
 
 
 class RetentionConfig(Section, kw_only=True):

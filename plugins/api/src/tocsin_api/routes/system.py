@@ -1,0 +1,64 @@
+"""`/api/v1` system endpoints: what is installed, and how ingest, buffers and storage are doing."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import get
+
+from tocsin import Monitor
+from tocsin.ext import MetricQuery, PluginInfo, StorageStats, describe_plugins
+from tocsin_api.deps import MonitorDep
+
+
+class BufferStats(msgspec.Struct, kw_only=True):
+    """One in-memory buffer: how full it is and how much it dropped."""
+
+    size: int
+    capacity: int
+    dropped: int
+
+
+class Stats(msgspec.Struct, kw_only=True):
+    """The state of ingest: records written, dropped and sanitized per signal, buffers, and storage."""
+
+    service: str
+    storage_backend: str
+    written: dict[str, float]
+    dropped: dict[str, float]
+    sanitized: dict[str, float]
+    buffers: dict[str, BufferStats]
+    storage: StorageStats
+
+
+async def _counter_by(monitor: Monitor, name: str, *labels: str) -> dict[str, float]:
+    storage = monitor.storage
+    assert storage is not None
+    series = await storage.query_metrics(MetricQuery(name=name, start_ns=0, end_ns=2**63 - 1, aggregate="sum",
+                                                     by=list(labels)))
+    return {"/".join(s.labels.get(label, "") for label in labels): sum(v for _, v in s.points) for s in series}
+
+
+@get("/stats", summary="Ingest rates, drops, buffer fill and storage size", tags=["system"])
+async def stats(monitor: MonitorDep) -> Stats:
+    """Totals since the store began (tocsin's own counters), the live buffers, and the store's size."""
+    storage = monitor.storage
+    assert storage is not None
+    buffers = {"logs": monitor.log_buffer, "spans": monitor.span_buffer, "workflows": monitor.workflows.buffer}
+    return Stats(
+        service=monitor.config.service,
+        storage_backend=monitor.config.storage.backend,
+        written=await _counter_by(monitor, "tocsin_records_written_total", "signal"),
+        dropped=await _counter_by(monitor, "tocsin_records_dropped_total", "signal", "reason"),
+        sanitized=await _counter_by(monitor, "tocsin_records_sanitized_total", "signal", "reason"),
+        buffers={name: BufferStats(size=len(b), capacity=b.capacity, dropped=b.dropped) for name, b in buffers.items()},
+        storage=await storage.stats(),
+    )
+
+
+@get("/plugins", summary="Installed plugins, their hooks and what each registers", tags=["system"])
+async def plugins(monitor: MonitorDep) -> list[PluginInfo]:
+    """What `tocsin plugins --json` shows."""
+    return describe_plugins(monitor.pm, monitor.registries)
+
+
+ROUTES = [stats, plugins]

@@ -1,0 +1,5 @@
+"""`/api/v1` traces endpoints."""
+
+from __future__ import annotations
+
+ROUTES: list[object] = []

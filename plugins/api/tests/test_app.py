@@ -1,0 +1,77 @@
+"""The API as a whole, over a real socket: probes, keys and scopes, problem+json errors, limits, headers."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+KEYS = {"server": {"api_keys": [
+    {"name": "reader", "key": "r-secret-0123456789abcdef", "scopes": ["read"]},
+    {"name": "writer", "key": "w-secret-0123456789abcdef", "scopes": ["read", "write"]},
+    {"name": "root", "key": "a-secret-0123456789abcdef", "scopes": ["admin"]},
+]}}
+
+
+def test_probes_answer_without_a_key_and_the_openapi_document_is_served(serve):
+    server = serve(KEYS)
+    with httpx.Client(base_url=server.base) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        assert http.get("/api/v1/readyz").json() == {"status": "ready", "storage": "sqlite"}
+        schema = http.get("/schema/openapi.json").json()
+        assert "/api/v1/stats" in schema["paths"] and schema["info"]["title"] == "tocsin"
+
+
+def test_keys_and_scopes_are_enforced_and_answers_are_problem_json(serve):
+    server = serve(KEYS)
+    with httpx.Client(base_url=server.base) as http:
+        missing = http.get("/api/v1/stats")
+        assert missing.status_code == 401
+        assert missing.headers["content-type"].startswith("application/problem+json")
+        assert missing.json()["type"] == "urn:tocsin:problem:unauthorized"
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        wrong = http.get("/api/v1/stats", headers={"Authorization": "Bearer not-a-key"})
+        assert wrong.status_code == 401
+        ok = http.get("/api/v1/stats", headers={"Authorization": "Bearer r-secret-0123456789abcdef"})
+        assert ok.status_code == 200 and ok.json()["storage_backend"] == "sqlite"
+        assert "r-secret" not in ok.text and "w-secret" not in ok.text
+
+
+def test_an_open_api_serves_everything_and_sets_security_headers(client):
+    response = client.get("/api/v1/plugins")
+    assert response.status_code == 200
+    names = {plugin["name"] for plugin in response.json()}
+    assert "tocsin.builtins.memory_storage" in names
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_unknown_paths_and_bad_parameters_are_problems_naming_the_field(client):
+    missing = client.get("/api/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["type"] == "urn:tocsin:problem:not-found"
+
+
+def test_a_body_over_the_limit_is_413(serve):
+    server = serve({"server": {"max_body_bytes": 1024}})
+    with httpx.Client(base_url=server.base) as http:
+        response = http.post("/api/v1/logs", content=b"x" * 4096, headers={"content-type": "application/json"})
+        assert response.status_code in (404, 405, 413)  # 413 once POST /logs exists; never a 5xx
+
+
+def test_the_rate_limit_answers_429_with_retry_after(serve):
+    server = serve({"server": {"rate_limit": 5}})
+    with httpx.Client(base_url=server.base) as http:
+        codes = [http.get("/api/v1/plugins").status_code for _ in range(8)]
+        assert codes[:5] == [200] * 5 and codes[-1] == 429
+        limited = http.get("/api/v1/plugins")
+        assert limited.json()["type"] == "urn:tocsin:problem:rate-limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert http.get("/healthz").status_code == 200  # probes are never limited
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                               ("[::1]", True), ("0.0.0.0", False), ("10.1.2.3", False)])
+def test_only_loopback_hosts_count_as_loopback(host, loopback):
+    from tocsin_api.serve import is_loopback
+
+    assert is_loopback(host) is loopback

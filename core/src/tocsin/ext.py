@@ -14,6 +14,7 @@ else in the core may move between releases; these names stay. docs/plugin-hooks.
 
 from __future__ import annotations
 
+from tocsin.alerting.silences import parse_matchers
 from tocsin.config.schema import ApiKey, Port, ServerConfig
 from tocsin.errors import (
     ConfigError,
@@ -191,6 +192,7 @@ __all__ = [
     "hookimpl",
     "outcome_of",
     "parse_log_query",
+    "parse_matchers",
     "parse_retry_after",
     "raise_for_status",
     "routing_labels",

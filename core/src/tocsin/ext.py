@@ -76,6 +76,7 @@ from tocsin.notify.templates import (
 from tocsin.plugins import PluginInfo, describe_plugins
 from tocsin.runtime import Runtime
 from tocsin.signals.sketch import LogSketch
+from tocsin.storage.batches import WriteOutcome
 from tocsin.storage.cursors import decode_cursor, encode_cursor
 from tocsin.storage.logquery import AllOf, AnyOf, Node, Not, ParsedQuery, Term
 from tocsin.storage.logquery import parse as parse_log_query
@@ -177,6 +178,7 @@ __all__ = [
     "Verdict",
     "WorkflowExecution",
     "WorkflowStep",
+    "WriteOutcome",
     "check_limit",
     "check_query",
     "check_query_values",

@@ -24,7 +24,7 @@ from tocsin.alerting.service import AlertingService
 from tocsin.assembly import load_config
 from tocsin.clock import Clock, SystemClock
 from tocsin.config.schema import Config
-from tocsin.errors import TocsinError
+from tocsin.errors import StorageUnavailable, TocsinError
 from tocsin.events import EventBus
 from tocsin.health.service import HealthCheckService
 from tocsin.models import Event
@@ -36,7 +36,7 @@ from tocsin.signals.logs import Logger, drain_records
 from tocsin.signals.metrics import MetricsRegistry
 from tocsin.signals.sampling import make_sampler
 from tocsin.signals.tracing import Tracer
-from tocsin.storage.batches import BatchWriter, Writer, report_outcome
+from tocsin.storage.batches import BatchWriter, WriteOutcome, Writer, report_outcome
 from tocsin.storage.protocol import Retention, StorageBackend
 from tocsin.workflows.service import WorkflowMonitor
 
@@ -337,6 +337,22 @@ class Monitor:
         report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
         if outcome.written and outcome.error is None:
             self.metrics.histogram("tocsin_flush_seconds").observe(time.perf_counter() - started, signal=signal)
+
+    async def ingest(self, signal: str, records: Sequence[Any]) -> WriteOutcome:
+        """Store records made elsewhere (`logs`, `spans` or `metrics` from the API or OTLP) now, on the same
+        write path as recorded ones: bad values sanitized, unstorable records dropped and counted, the rest
+        stored. A transient storage failure raises StorageUnavailable, so the caller can answer "retry later"
+        (HTTP 503) instead of queueing without bound."""
+        storage = self._storage()
+        writers: dict[str, Writer] = {"logs": storage.write_logs, "spans": storage.write_spans,
+                                      "metrics": storage.write_metrics}
+        if signal not in writers:
+            raise TocsinError(f"cannot ingest {signal!r}; one of {', '.join(writers)}")
+        outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
+        report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
+        if outcome.kept:
+            raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")
+        return outcome
 
     def _count_buffer_drops(self) -> None:
         for signal, buffer in (("logs", self.log_buffer), ("spans", self.span_buffer)):

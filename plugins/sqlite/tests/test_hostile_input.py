@@ -174,3 +174,28 @@ async def test_a_locked_database_is_a_transient_failure_the_batch_is_kept_and_wr
         assert monitor._writers["logs"].pending == []
         assert await _count_logs(monitor, "queued") == 101
         assert await _counter(monitor, "tocsin_records_dropped_total") == {}
+
+
+async def test_ingest_stores_records_made_elsewhere_on_the_same_path_and_a_locked_store_raises(tmp_path):
+    import sqlite3
+
+    from tocsin.errors import StorageUnavailable
+    from tocsin.models import LogRecord
+
+    monitor = make_monitor(tocsin_sqlite, config={
+        "storage": {"backend": "sqlite", "path": str(tmp_path / "ingest.db"), "busy_timeout": "50ms"}})
+    async with monitor:
+        now = monitor.clock.now_ns()
+        records = [LogRecord(time_ns=now + i, level="info", message=f"ingested {NOT_UTF8}", service="remote")
+                   for i in range(100)]
+        outcome = await monitor.ingest("logs", records)
+        assert (outcome.written, outcome.sanitized) == (100, {"surrogate": 100})
+        assert await _count_logs(monitor, "ingested") == 100
+        other = sqlite3.connect(tmp_path / "ingest.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StorageUnavailable):
+                await monitor.ingest("logs", records[:1])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()

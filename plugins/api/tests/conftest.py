@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import tocsin_api
 import tocsin_sqlite
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from live_server import LiveServer
+from tocsin_api.testing import LiveServer
 
 from tocsin.testing import make_monitor
 

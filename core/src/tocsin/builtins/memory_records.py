@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from tocsin.errors import StorageError
+from tocsin.errors import UnstorableRecord
 from tocsin.storage.cursors import decode_cursor, encode_cursor
 from tocsin.storage.protocol import MAX_QUERY_LIMIT, Page, check_limit
 
@@ -19,7 +19,7 @@ def detached(record: R) -> R:
     try:
         return msgspec.msgpack.decode(msgspec.msgpack.encode(record), type=type(record))
     except (TypeError, OverflowError, msgspec.MsgspecError) as error:
-        raise StorageError(f"cannot store {type(record).__name__}: {error}") from None
+        raise UnstorableRecord(f"cannot store {type(record).__name__}: {error}") from None
 
 
 def in_range(time_ns: int, start_ns: int | None, end_ns: int | None) -> bool:

@@ -50,6 +50,18 @@ def time_ns(value: str | None, name: str, *, now_ns: int | None = None) -> int |
     return round(when.timestamp() * 1e9)
 
 
+def time_range(start: str | None, end: str | None, *, default_s: float = 3600.0) -> tuple[int, int]:
+    """[start_ns, end_ns) from `start` and `end`: end defaults to now, start to `default_s` before end."""
+    now_ns = time.time_ns()
+    end_ns = time_ns(end, "end", now_ns=now_ns)
+    end_ns = now_ns if end_ns is None else end_ns
+    start_ns = time_ns(start, "start", now_ns=now_ns)
+    start_ns = end_ns - round(default_s * 1e9) if start_ns is None else start_ns
+    if end_ns <= start_ns:
+        raise bad("end", "must be after start")
+    return start_ns, end_ns
+
+
 def seconds(value: str | None, name: str) -> float | None:
     """A duration parameter (`250ms`, `30s`, `5m`, or a number of seconds) as seconds."""
     if value is None or value == "":

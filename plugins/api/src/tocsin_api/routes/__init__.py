@@ -13,6 +13,7 @@ from tocsin_api.routes import (
     system,
     traces,
     workflows,
+    ws,
 )
 
 ROUTES: list[object] = [
@@ -26,4 +27,5 @@ ROUTES: list[object] = [
     *health.ROUTES,
     *workflows.ROUTES,
     *system.ROUTES,
+    *ws.ROUTES,
 ]

@@ -1,4 +1,5 @@
-"""A real uvicorn server on a loopback port, serving tocsin-api for one test, with the monitor inside.
+"""For tests of tocsin-api and of plugins that add routes: a real uvicorn server on a loopback port, serving
+`create_app(monitor)` with the monitor inside.
 
 The server runs on its own thread and loop; `server.call(coro)` runs a coroutine there (to record or read
 through the monitor the way the app would), and `server.url(path)` builds request URLs.
@@ -14,9 +15,9 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import uvicorn
-from tocsin_api import create_app
 
 from tocsin import Monitor
+from tocsin_api.app import create_app
 
 T = TypeVar("T")
 

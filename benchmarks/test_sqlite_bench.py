@@ -18,13 +18,19 @@ a rare `E00`..`E99` code, timestamps over 24 h, a trace id on every row. Then, a
 Every test records its median and p99 in extra_info; the session ends with a summary table against the
 issue's targets.
 
+Apart from the million-row corpus (and without building it), `test_ingest_bursts` writes BURST_TOTAL records
+per round through `write_logs`, in batches of BATCH, at 50, 256, 1000 and 5000 records per millisecond, each
+rate on a fresh file, and reports records/s per rate and the cost of choosing the ids alone (issue 12: a
+burst must not slow ingest down).
+
 Run: uv run pytest benchmarks/test_sqlite_bench.py --benchmark-only
-(TOCSIN_BENCH_ROWS=200000 for a quicker, smaller run.)
+(TOCSIN_BENCH_ROWS=200000 for a quicker, smaller run; -k bursts for the burst benchmark alone.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import random
 import sqlite3
@@ -32,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from tocsin_sql.logkeys import assign_ids
+from tocsin_sql.logkeys import LogKeys, assign_ids
 from tocsin_sql.migrations import create_table
 from tocsin_sql.schema import metadata
 from tocsin_sqlite import SQLiteStorage
@@ -275,6 +281,105 @@ def test_ingest_a_batch_at_a_million_rows(benchmark, corpus, side):
     at_1m = corpus.summary.setdefault("ingest records/s at 1M", {"target": ">= 30000"})
     at_1m[side] = BATCH / benchmark.stats.stats.median
     corpus.summary.setdefault("bytes per row", {"target": "<= 250"})[side] = size / rows
+
+
+# -- ingest in bursts -------------------------------------------------------------------------------------
+
+BURST_RATES = [50, 256, 1000, 5000]
+"""Records per millisecond."""
+BURST_TOTAL = 20_000
+"""Records per round, whatever the rate."""
+BURST_ROUNDS = int(os.environ.get("TOCSIN_BENCH_BURST_ROUNDS", "10"))
+
+
+def _burst_times(first: int, count: int, per_ms: int) -> list[int]:
+    """Times of records `first`..`first + count` arriving `per_ms` to the millisecond, evenly spaced."""
+    return [T0 + i * 1_000_000 // per_ms for i in range(first, first + count)]
+
+
+def _ids_cost(per_ms: int) -> float:
+    """Microseconds per record spent choosing ids alone (LogKeys over an in-memory store), over 3 rounds."""
+    stored: list[int] = []
+
+    def highest_in(lo: int, hi: int) -> int | None:
+        at = bisect.bisect_left(stored, hi)
+        return stored[at - 1] if at and stored[at - 1] >= lo else None
+
+    keys = LogKeys()
+    spent = 0.0
+    for first in range(0, 3 * BURST_TOTAL, BATCH):
+        times = _burst_times(first, BATCH, per_ms)
+        started = time.perf_counter()
+        ids = keys.assign(times, stored[-1] if stored else None, highest_in).ids
+        spent += time.perf_counter() - started
+        stored.extend(sorted(ids))
+    return spent / (3 * BURST_TOTAL) * 1e6
+
+
+@pytest.fixture(scope="module")
+def burst_figures(request):
+    """Per burst rate: records/s (median and best round) and the id cost, printed as a table at the end."""
+    figures: dict[int, dict[str, float]] = {}
+    yield figures
+    writer = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if not figures or writer is None or capture is None:
+        return
+    base = figures.get(BURST_RATES[0], {}).get("median")
+    with capture.global_and_fixture_disabled():
+        writer.write_line("")
+        writer.write_line(f"ingest through write_logs: {BURST_TOTAL:,} records per round in batches of {BATCH}, "
+                          f"{BURST_ROUNDS} rounds")
+        writer.write_line(f"{'records per ms':>15}{'records/s':>12}{'vs 50/ms':>10}{'best round':>12}"
+                          f"{'ids us/record':>15}")
+        for per_ms, row in sorted(figures.items()):
+            ratio = f"{row['median'] / base:.2f}" if base else ""
+            writer.write_line(f"{per_ms:>15,}{row['median']:>12,.0f}{ratio:>10}{row['best']:>12,.0f}"
+                              f"{row['ids_us']:>15.2f}")
+
+
+@pytest.mark.benchmark(group=f"ingest in bursts: {BURST_TOTAL:,} records per round through write_logs")
+@pytest.mark.parametrize("per_ms", BURST_RATES)
+def test_ingest_bursts(benchmark, tmp_path, burst_figures, per_ms):
+    """A round writes BURST_TOTAL records at `per_ms` to the millisecond, in batches of BATCH.
+
+    Each round goes on in time where the last one stopped, on the same file (one file per rate), so ids lent
+    ahead by a burst carry over from batch to batch and from round to round.
+    """
+    rng = random.Random(per_ms)
+    loop = asyncio.new_event_loop()
+    storage = SQLiteStorage(SQLiteStorage.Config(path=str(tmp_path / "bursts.db")))
+    loop.run_until_complete(storage.open())
+    done = [0]
+    batches: list[list[LogRecord]] = []
+
+    def setup() -> None:
+        first = done[0]
+        done[0] += BURST_TOTAL
+        times = _burst_times(first, BURST_TOTAL, per_ms)
+        records = _records([(t, *row[1:]) for t, row in zip(times, _rows(first, BURST_TOTAL, rng), strict=True)])
+        batches[:] = [records[i : i + BATCH] for i in range(0, BURST_TOTAL, BATCH)]
+
+    def write() -> None:
+        for batch in batches:
+            loop.run_until_complete(storage.write_logs(batch))
+
+    try:
+        benchmark.pedantic(write, setup=setup, rounds=BURST_ROUNDS, iterations=1)
+        connection = sqlite3.connect(storage.path)
+        stored, distinct = connection.execute("SELECT count(*), count(DISTINCT id) FROM logs").fetchone()
+        connection.close()
+    finally:
+        loop.run_until_complete(storage.close())
+        loop.close()
+    assert stored == distinct == done[0]
+    row = burst_figures[per_ms] = {
+        "median": BURST_TOTAL / benchmark.stats.stats.median,
+        "best": BURST_TOTAL / benchmark.stats.stats.min,
+        "ids_us": _ids_cost(per_ms),
+    }
+    benchmark.extra_info.update(records_per_ms=per_ms, records_per_s=round(row["median"]),
+                                best_round_records_per_s=round(row["best"]), ids_us_per_record=round(row["ids_us"], 3))
 
 
 # -- searches ------------------------------------------------------------------------------------------------

@@ -214,3 +214,88 @@ async def test_plugin_storage_options_reach_the_backend():
     monitor = make_monitor(Plugin(), config={"storage": {"backend": "optioned", "label": "custom"}})
     async with monitor:
         assert monitor.storage.label == "custom"
+
+
+# -- leadership (two processes on one file: plugins/sqlite/tests/test_leader.py) ---------------------------
+
+
+class LeaseStorage(MemoryStorage):
+    """Memory storage whose lease calls can be made to fail, as a store out of reach would."""
+
+    unreachable = False
+
+    async def acquire_lease(self, name, holder, ttl_s, now_ns):
+        if LeaseStorage.unreachable:
+            raise OSError("store out of reach")
+        return await super().acquire_lease(name, holder, ttl_s, now_ns)
+
+
+class LeasePlugin:
+    __name__ = "lease-storage"
+
+    @hookimpl
+    def register_storage_backends(self, register):
+        register("leased", LeaseStorage)
+
+
+def _leader_work_runs(monitor: Monitor) -> bool:
+    running = {monitor.alerting._task is not None, monitor.notify._loop_task is not None,
+               monitor.health._task is not None, monitor.workflows.expectations._task is not None,
+               any(task.get_name() == "tocsin-retention" for task in monitor._tasks)}
+    assert len(running) == 1, "the leader work starts and stops as a whole"
+    return running.pop()
+
+
+async def test_a_leader_steps_down_when_the_store_is_out_of_reach_past_its_lease_and_comes_back():
+    from tocsin.clock import VirtualClock
+
+    clock = VirtualClock(1_700_000_000 * 10**9)
+    LeaseStorage.unreachable = False
+    monitor = make_monitor(LeasePlugin(), clock=clock, config={"storage": {"backend": "leased"}})
+    events = monitor.events.subscribe(["system"])
+    async with monitor:
+        await clock.advance(0)  # the background tasks start waiting on the clock
+        assert monitor.is_leader and _leader_work_runs(monitor) and monitor.leadership.interval_s == 5
+        assert [e.type for e in events.drain()] == ["leader"]
+        LeaseStorage.unreachable = True
+        await clock.advance(5)  # renewed at 0 for 15 s: a failure now still leaves it covered until 10
+        assert monitor.is_leader and _leader_work_runs(monitor)
+        await clock.advance(5)  # at 10 the lease may run out before the next try: stop now
+        assert not monitor.is_leader and not _leader_work_runs(monitor)
+        [follower] = events.drain()
+        assert follower.type == "follower" and follower.data["holder"] == monitor.holder
+        monitor.log.info("still recorded")
+        await monitor.flush()
+        assert (await monitor.storage.search_logs(LogQuery(text="recorded"))).total == 1
+        LeaseStorage.unreachable = False
+        await clock.advance(5)
+        assert monitor.is_leader and _leader_work_runs(monitor)
+        assert [e.type for e in events.drain()] == ["leader"]
+    assert not _leader_work_runs(monitor)
+    assert await monitor.storage.lease_holder("leader", clock.now_ns()) is None  # released on close
+
+
+async def test_a_leader_that_finds_another_holder_follows_at_once():
+    from tocsin.clock import VirtualClock
+
+    clock = VirtualClock(1_700_000_000 * 10**9)
+    monitor = make_monitor(clock=clock, config={"storage": {"backend": "memory", "leader_lease": "30s"}})
+    async with monitor:
+        await clock.advance(0)  # the background tasks start waiting on the clock
+        storage = monitor.storage
+        assert await storage.lease_holder("leader", clock.now_ns()) == monitor.holder
+        await storage.release_lease("leader", monitor.holder)
+        assert await storage.acquire_lease("leader", "elsewhere:1:ab", 30, clock.now_ns())
+        await clock.advance(10)
+        assert not monitor.is_leader and not _leader_work_runs(monitor)
+        await clock.advance(30)  # the other holder's lease ran out unrenewed: taken over
+        assert monitor.is_leader and _leader_work_runs(monitor)
+    assert await storage.lease_holder("leader", clock.now_ns()) is None
+
+
+async def test_with_leader_lease_0_the_monitor_always_leads_and_keeps_no_lease():
+    monitor = make_monitor(config={"storage": {"backend": "memory", "leader_lease": 0}})
+    async with monitor:
+        assert monitor.is_leader and _leader_work_runs(monitor)
+        assert await monitor.storage.lease_holder("leader", monitor.clock.now_ns()) is None
+    assert not monitor.is_leader

@@ -94,11 +94,13 @@ from tocsin.storage.protocol import (
     SpanQuery,
     StorageBackend,
     StorageStats,
+    check_lease,
     check_limit,
     check_query_values,
 )
 from tocsin.storage.rollups import QUANTILES, check_query, evaluate
 from tocsin.values import Duration, Secret
+from tocsin.workflows.stats import WorkflowStats
 
 __all__ = [
     "HTML",
@@ -177,8 +179,10 @@ __all__ = [
     "UnstorableRecord",
     "Verdict",
     "WorkflowExecution",
+    "WorkflowStats",
     "WorkflowStep",
     "WriteOutcome",
+    "check_lease",
     "check_limit",
     "check_query",
     "check_query_values",

@@ -37,6 +37,7 @@ from tocsin.signals.metrics import MetricsRegistry
 from tocsin.signals.sampling import make_sampler
 from tocsin.signals.tracing import Tracer
 from tocsin.storage.batches import BatchWriter, WriteOutcome, Writer, report_outcome
+from tocsin.storage.lease import LEASE_NAME, Leadership, holder_id
 from tocsin.storage.protocol import Retention, StorageBackend
 from tocsin.workflows.service import WorkflowMonitor
 
@@ -48,7 +49,7 @@ SPAN_BATCH = 512
 
 
 class Service(Protocol):
-    """A long-running part of the monitor (evaluator, health scheduler, dispatcher) started after storage opens."""
+    """A long-running part of the monitor (evaluator, health scheduler, dispatcher) started while it leads."""
 
     async def start(self) -> None:
         """Start background work on the running loop."""
@@ -94,7 +95,13 @@ class Monitor:
         self.notify = NotifyService(self)
         self.alerting = AlertingService(self, router=self.notify.router)
         self.notify.router.rule_channels = self.alerting.channels_for_rule  # rules added in code route too
-        self.services: list[Service] = [self.health, self.workflows, self.notify, self.alerting]
+        self.services: list[Service] = [self.health, self.workflows.expectations, self.notify, self.alerting]
+        """The leader work: started while this process holds the store's leader lease (`is_leader`), with the
+        retention sweeper. Recording, flushing, writing workflow runs, ingest and reads run in every process."""
+        self.holder = holder_id()
+        self.leadership = Leadership(
+            ttl_s=float(cfg.storage.leader_lease), clock=self.clock, on_change=self._leader_changed,
+            acquire=self._acquire_lease, release=self._release_lease, lead=self._lead, follow=self._follow)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -178,12 +185,13 @@ class Monitor:
         self._wake_event = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self.started = True
-        self._tasks = [
-            asyncio.create_task(self._flusher(), name="tocsin-flusher"),
-            asyncio.create_task(self._sweeper(), name="tocsin-retention"),
-        ]
-        for service in self.services:
-            await service.start()
+        self._tasks = [asyncio.create_task(self._flusher(), name="tocsin-flusher")]
+        await self.workflows.start_writing()
+        if self.leadership.ttl_s > 0 and not hasattr(self.storage, "acquire_lease"):
+            internal_log.warning("tocsin: storage %r keeps no leases; this process leads whatever others do",
+                                 self.config.storage.backend)
+            self.leadership.ttl_s = 0
+        await self.leadership.start()
         if self.config.logging.capture_stdlib:
             self._stdlib_handler = TocsinHandler(self.log)
             logging.getLogger().addHandler(self._stdlib_handler)
@@ -199,11 +207,14 @@ class Monitor:
         self.closed = True
         atexit.unregister(self._at_exit)
         await self._call_hooks("shutdown", monitor=self)
-        for service in reversed(self.services):
-            try:
-                await service.stop()
-            except Exception as error:
-                internal_log.warning("tocsin: stopping %r failed: %r", service, error)
+        try:
+            await self.leadership.stop()
+        except Exception as error:
+            internal_log.warning("tocsin: stepping down as leader failed: %r", error)
+        try:
+            await self.workflows.stop_writing()
+        except Exception as error:
+            internal_log.warning("tocsin: stopping the workflow writer failed: %r", error)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -388,6 +399,45 @@ class Monitor:
                             await flush(force=False)  # a failing storage is retried with backoff
                     except Exception as error:  # never let the flusher die
                         internal_log.warning("tocsin: flushing %s failed: %r", signal, error)
+
+    # -- leadership ----------------------------------------------------------------------------------
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process runs the leader work (evaluation, dispatch, health checks, sweeps) of its store."""
+        return self.leadership.is_leader
+
+    async def _acquire_lease(self, now_ns: int) -> bool:
+        return await self._storage().acquire_lease(LEASE_NAME, self.holder, self.leadership.ttl_s, now_ns)
+
+    async def _release_lease(self) -> None:
+        await self._storage().release_lease(LEASE_NAME, self.holder)
+
+    async def _lead(self) -> None:
+        """Start the leader work: the retention sweeper and every service."""
+        if not any(task.get_name() == "tocsin-retention" for task in self._tasks):
+            self._tasks.append(asyncio.create_task(self._sweeper(), name="tocsin-retention"))
+        for service in self.services:
+            await service.start()
+
+    async def _follow(self) -> None:
+        """Stop the leader work (services in reverse order, then the sweeper); recording goes on."""
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception as error:
+                internal_log.warning("tocsin: stopping %r failed: %r", service, error)
+        sweepers = [task for task in self._tasks if task.get_name() == "tocsin-retention"]
+        self._tasks = [task for task in self._tasks if task not in sweepers]
+        for task in sweepers:
+            task.cancel()
+        await asyncio.gather(*sweepers, return_exceptions=True)
+
+    def _leader_changed(self, leader: bool) -> None:
+        if self.leadership.ttl_s > 0:
+            internal_log.info("tocsin: this process (%s) is %s", self.holder, "the leader" if leader else "a follower")
+        self.emit(Event(topic="system", type="leader" if leader else "follower", time_ns=self.clock.now_ns(),
+                        data={"holder": self.holder, "lease": LEASE_NAME, "ttl_s": self.leadership.ttl_s}))
 
     def retention(self) -> Retention:
         """The configured retention as the storage protocol takes it (0 means keep forever)."""

@@ -145,13 +145,42 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path
     with sqlite3.connect(path) as connection:
         versions = connection.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
     connection.close()
-    assert [version for version, _ in versions] == [1, SCHEMA_VERSION]
-    assert "metric_tiers" in versions[-1][1]
+    assert [version for version, _ in versions] == [1, 2, 3] == [*range(1, SCHEMA_VERSION + 1)]
+    assert "metric_tiers" in versions[1][1] and "leases" in versions[2][1]
     fresh = tmp_path / "new.db"
     new_storage = SQLiteStorage(config(fresh))
     await new_storage.open()
     await new_storage.close()
     assert _schema(path) == _schema(fresh)
+
+
+async def test_a_version_2_file_gets_the_leases_table_and_keeps_its_data(tmp_path):
+    path = tmp_path / "v2.db"
+    storage = SQLiteStorage(config(path))
+    await storage.open()
+    await storage.write_metrics(_rollups()[:10])
+    await storage.close()
+    with sqlite3.connect(path) as connection:  # back to what version 2 wrote: no leases table
+        connection.execute("DROP TABLE leases")
+        connection.execute("UPDATE schema_version SET version = 2, description = 'created at version 2'")
+    connection.close()
+    assert "leases" not in {name for _, name, _ in _schema(path)}
+    upgraded = SQLiteStorage(config(path))
+    await upgraded.open()
+    try:
+        assert upgraded.schema_found == 2
+        assert (await upgraded.stats()).rows["metric_rollups"] == 10
+        assert await upgraded.acquire_lease("leader", "a", 15, T0)
+        assert await upgraded.lease_holder("leader", T0 + SECOND) == "a"
+    finally:
+        await upgraded.close()
+    fresh = tmp_path / "new.db"
+    new_storage = SQLiteStorage(config(fresh))
+    await new_storage.open()
+    await new_storage.close()
+    assert _schema(path) == _schema(fresh)
+    assert ("table", "leases", "CREATE TABLE leases ( name TEXT NOT NULL, holder TEXT NOT NULL, "
+            "expires_ns BIGINT NOT NULL, PRIMARY KEY (name) )") in _schema(fresh)
 
 
 async def test_reopening_a_current_file_changes_nothing(tmp_path):
@@ -173,7 +202,7 @@ async def test_a_newer_file_is_refused_and_left_alone(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("INSERT INTO schema_version VALUES (99, 0, 'from the future')")
     connection.close()
-    with pytest.raises(SchemaVersionError, match=r"schema version 99.*up to 2.*newer tocsin"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 99.*up to 3.*newer tocsin"):
         await SQLiteStorage(config(path)).open()
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT max(version) FROM schema_version").fetchone() == (99,)

@@ -43,6 +43,7 @@ from tocsin.storage.protocol import (
     Retention,
     SpanQuery,
     StorageStats,
+    check_lease,
     check_query_values,
 )
 from tocsin.storage.rollups import LabelKey, check_query, evaluate, labels_key
@@ -87,6 +88,7 @@ class MemoryStorage(MemoryAlerts):
         self._health: list[HealthResult] = []
         self._executions: dict[str, WorkflowExecution] = {}
         self._steps: dict[tuple[str, str, int], WorkflowStep] = {}
+        self._leases: dict[str, tuple[str, int]] = {}  # name -> (holder, expires_ns)
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -368,6 +370,28 @@ class MemoryStorage(MemoryAlerts):
             "workflow_steps": len(self._steps),
         }
         return StorageStats(rows=rows)
+
+    # -- leases ------------------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
+        """Take or renew the lease until now + ttl when it is free, expired or `holder`'s; True when held."""
+        check_lease(name, holder, ttl_s, now_ns)
+        current = self._leases.get(name)
+        if current is not None and current[0] != holder and current[1] > now_ns:
+            return False
+        self._leases[name] = (holder, now_ns + round(ttl_s * 1e9))
+        return True
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        check_lease(name, holder)
+        if self._leases.get(name, ("", 0))[0] == holder:
+            del self._leases[name]
+
+    async def lease_holder(self, name: str, now_ns: int) -> str | None:
+        """Who holds the lease at `now_ns`, or None."""
+        check_lease(name, now_ns=now_ns)
+        current = self._leases.get(name)
+        return current[0] if current is not None and current[1] > now_ns else None
 
 
 @hookimpl

@@ -66,6 +66,7 @@ class StorageConfig(Section, kw_only=True):
 
     backend: str = "memory"
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    leader_lease: Duration = Duration(15)
     options: Any = None
 
 

@@ -304,9 +304,35 @@ class StorageBackend(Protocol):
     async def stats(self) -> StorageStats:
         """Rows per table and bytes used."""
 
+    # -- leases ------------------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
+        """Take the lease `name` for `holder` until `now_ns + ttl_s` when it is free, expired (its end is at or
+        before `now_ns`) or already `holder`'s (a renewal moves its end); True when `holder` holds it after the
+        call. Atomic across every process sharing the store. Bad arguments are a QueryError (`check_lease`)."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease `name` up if `holder` holds it (whether or not it expired); else do nothing."""
+
+    async def lease_holder(self, name: str, now_ns: int) -> str | None:
+        """Who holds the lease `name` at `now_ns`, or None when it is free or expired."""
+
 
 RETENTION_SIGNALS: tuple[str, ...] = tuple(Retention.__struct_fields__)
 """The signal names a retention sweep reports on."""
+
+
+def check_lease(name: object, holder: object = "-", ttl_s: object = 1.0, now_ns: object = 0) -> None:
+    """Raise QueryError unless a lease call's arguments are usable: `name` and `holder` non-empty text (valid
+    UTF-8), `ttl_s` a finite number of seconds above 0, and `now_ns` and `now_ns + ttl_s` signed 64-bit times."""
+    for field, value in (("lease name", name), ("lease holder", holder)):
+        if not isinstance(value, str) or not value:
+            raise QueryError(f"{field} must be non-empty text, got {value!r}")
+        _check_text(field, value)
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s < float("inf"):
+        raise QueryError(f"lease ttl_s must be a number of seconds above 0, got {ttl_s!r}")
+    _check_ns("lease now_ns", now_ns)
+    assert isinstance(now_ns, int)
+    _check_ns("lease now_ns + ttl_s", now_ns + round(ttl_s * 1e9))
 
 
 def check_limit(limit: object, maximum: int | None = None, name: str = "limit") -> None:

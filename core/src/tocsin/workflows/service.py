@@ -61,6 +61,7 @@ class WorkflowMonitor:
             except ConfigError as error:
                 raise ConfigError([ConfigProblem(f"workflows.expect[{i}].name", str(error))]) from None
         self.writer = BatchWriter("workflows")
+        self.expectations = ExpectationChecks(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_event: asyncio.Event | None = None
@@ -219,18 +220,24 @@ class WorkflowMonitor:
 
     async def start(self) -> None:
         """Start the writer and the expectation watcher on the running loop."""
+        await self.start_writing()
+        await self.expectations.start()
+
+    async def stop(self) -> None:
+        """Stop both and write what is still pending."""
+        await self.expectations.stop()
+        await self.stop_writing()
+
+    async def start_writing(self) -> None:
+        """Start the writer alone (every process writes its runs; only the leader checks expectations)."""
         if self._tasks:
             return
         self._loop = asyncio.get_running_loop()
         self._wake_event = asyncio.Event()
-        self._watcher.since_ns = self.monitor.clock.now_ns()
-        self._tasks = [
-            asyncio.create_task(self._writer(), name="tocsin-workflow-writer"),
-            asyncio.create_task(self._watch(), name="tocsin-workflow-watcher"),
-        ]
+        self._tasks = [asyncio.create_task(self._writer(), name="tocsin-workflow-writer")]
 
-    async def stop(self) -> None:
-        """Stop both tasks and write what is still pending."""
+    async def stop_writing(self) -> None:
+        """Stop the writer and write what is still pending."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
@@ -264,10 +271,37 @@ class WorkflowMonitor:
             except Exception as error:  # never let the writer die
                 internal_log.warning("tocsin: writing workflow records failed: %r", error)
 
+    def watching_from(self, now_ns: int) -> None:
+        """Count missed runs from `now_ns` on (when this process began watching)."""
+        self._watcher.since_ns = now_ns
+
+
+class ExpectationChecks:
+    """The expectation watcher's loop (`check_expectations` every `check_interval` on the monitor's clock) as a
+    service of its own: leader work, while writing runs in every process (`monitor.workflows.expectations`)."""
+
+    def __init__(self, workflows: WorkflowMonitor) -> None:
+        self.workflows = workflows
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start watching now (missed runs count from now)."""
+        if self._task is None:
+            self.workflows.watching_from(self.workflows.monitor.clock.now_ns())
+            self._task = asyncio.create_task(self._watch(), name="tocsin-workflow-watcher")
+
+    async def stop(self) -> None:
+        """Stop watching (the problems found so far stay)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     async def _watch(self) -> None:
+        workflows = self.workflows
         while True:
-            await self.monitor.clock.sleep(max(self.check_interval, 0.01))
+            await workflows.monitor.clock.sleep(max(workflows.check_interval, 0.01))
             try:
-                await self.check_expectations()
+                await workflows.check_expectations()
             except Exception as error:  # never let the watcher die
                 internal_log.warning("tocsin: checking workflow expectations failed: %r", error)

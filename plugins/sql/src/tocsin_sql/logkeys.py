@@ -9,10 +9,21 @@ A bucket that overflows (more than 256 records in one ms) lends ids from the nex
 lend ("spill", in buckets) is remembered by the store so that time ranges stay exact. Records that arrive
 late (older than what is stored) still land in their own time's bucket, behind what is already there.
 The id values are compact: at realistic rates neighbouring ids differ by a few hundred at most.
+
+Handing out ids costs O(1) per record however large a burst is (`LogKeys`): the writer remembers the newest
+id and the run of full buckets that ends at its bucket, so a record whose bucket is in that run simply takes
+the next id, without looking at the buckets one by one. Only records older than the run (late ones) look up
+their bucket, once per bucket per batch. What the writer remembers is checked against the store's largest
+id at every write and forgotten when it differs (another process wrote, a write rolled back), and it only
+ever decides where to look, never which ids are free: an id is always the next after the store's largest,
+the first of a bucket past it, or the next after the largest found in the store (and the batch) for a bucket
+below it, so no id is handed out twice.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -68,65 +79,125 @@ class Assignment(NamedTuple):
     spill: int
 
 
-def assign_ids(
-    times: Sequence[int], top: int | None, highest_in: Callable[[int, int], int | None]
-) -> Assignment:
-    """Ids for records with these times, given the largest id stored (`top`).
+HighestIn = Callable[[int, int], int | None]
+"""`highest_in(lo, hi)`: the largest stored id in [lo, hi), or None."""
+
+
+class LogKeys:
+    """Hands out log ids for one writer, remembering between batches where the newest ids are.
+
+    State: `top`, the largest id stored as of the last batch, and `run`, a bucket such that every bucket from
+    `run` up to (not including) `top`'s is full. A record in `run`..top's bucket takes the id after the
+    largest (the walk over full buckets would end there anyway); a record past top's bucket takes its
+    bucket's first id and starts a new run; only a record older than `run` walks its buckets, asking
+    `highest_in` once per bucket per batch. A walk that reaches the run lengthens it, so a burst of any size
+    costs no lookups, and late records only the ones for their own buckets.
+
+    The state is only a shortcut. Every batch passes the store's real largest id, read inside the write
+    transaction; when it differs from `top` (another process wrote, an earlier batch rolled back, a sweep
+    deleted the newest rows, or this is the first batch) the run is forgotten and rebuilt by later walks.
+    A run stays valid while `top` is unchanged: writers only add rows, and no writer can add to a full bucket.
+    """
+
+    __slots__ = ("run", "top")
+
+    def __init__(self) -> None:
+        self.top: int | None = None
+        self.run = 0
+
+    def assign(self, times: Sequence[int], top: int | None, highest_in: HighestIn) -> Assignment:
+        """Ids for records with these times, given the largest id stored (`top`), in the batch's order.
+
+        Records are laid out in time order (arrival order within a bucket). `highest_in` is asked only
+        about buckets older than the run ending at `top`'s bucket, that is for records arriving late.
+        """
+        count = len(times)
+        if not count:
+            return Assignment([], 0)
+        if top is None or top != self.top:
+            self.top, self.run = top, 0 if top is None else top >> SLOT_BITS
+        order: Sequence[int] = range(count)
+        if not all(map(operator.le, times, itertools.islice(times, 1, None))):
+            order = sorted(order, key=times.__getitem__)
+        ids = [0] * count
+        given: dict[int, int] = {}  # bucket -> the largest id this batch gave out in it
+        late: _Late | None = None
+        spill = 0
+        last = 0 if top is None else top  # the largest id stored or given out (once last_bucket is set)
+        last_bucket = None if top is None else top >> SLOT_BITS
+        run = self.run
+        for i in order:
+            bucket = times[i] >> BUCKET_SHIFT
+            if last_bucket is None or bucket > last_bucket:
+                new = last = first_id(bucket)  # past everything: the bucket's first id, and a new run
+                last_bucket = run = bucket
+            elif bucket >= run:
+                new = last = last + 1  # every bucket from this one to last's is full
+                last_bucket = new >> SLOT_BITS
+            else:
+                if late is None:
+                    late = _Late(highest_in, given)
+                found = late.free_id(bucket, run)
+                if found is None:  # every bucket from this one to the run is full: the run grows
+                    new = last = last + 1
+                    last_bucket = new >> SLOT_BITS
+                    run = bucket
+                else:
+                    new = found
+            ids[i] = new
+            new_bucket = new >> SLOT_BITS
+            given[new_bucket] = new
+            if new_bucket - bucket > spill:
+                spill = new_bucket - bucket
+        self.top, self.run = last, run
+        return Assignment(ids, spill)
+
+
+class _Late:
+    """What one batch learns about buckets below the run: their largest stored ids, and which are full."""
+
+    __slots__ = ("full", "given", "highest_in", "stored")
+
+    def __init__(self, highest_in: HighestIn, given: dict[int, int]) -> None:
+        self.highest_in = highest_in
+        self.given = given  # bucket -> the largest id the batch gave out in it (kept up to date by the batch)
+        self.stored: dict[int, int] = {}  # bucket -> the largest stored id (first_id - 1 when empty)
+        self.full: dict[int, int] = {}  # a full bucket -> a later bucket, every one in between full too
+
+    def free_id(self, bucket: int, run: int) -> int | None:
+        """The id after the largest in `bucket`, or in the first bucket after it with room below `run`;
+        None when every bucket from `bucket` up to `run` is full."""
+        passed = []
+        while bucket < run:
+            ahead = self.full.get(bucket)
+            if ahead is not None:
+                passed.append(bucket)
+                bucket = ahead
+                continue
+            lo, hi = first_id(bucket), first_id(bucket + 1)
+            stored = self.stored.get(bucket)
+            if stored is None:
+                found = self.highest_in(lo, hi)
+                stored = self.stored[bucket] = lo - 1 if found is None else found
+            highest = max(stored, self.given.get(bucket, stored))
+            if highest + 1 < hi:
+                if highest + 2 == hi:
+                    self.full[bucket] = bucket + 1  # the id returned fills it
+                for full in passed:
+                    self.full[full] = bucket
+                return highest + 1
+            self.full[bucket] = bucket + 1
+            passed.append(bucket)
+            bucket += 1
+        for full in passed:
+            self.full[full] = run
+        return None
+
+
+def assign_ids(times: Sequence[int], top: int | None, highest_in: HighestIn) -> Assignment:
+    """Ids for records with these times, given the largest id stored (`top`), remembering nothing.
 
     `highest_in(lo, hi)` returns the largest stored id in [lo, hi) or None; it is only asked about buckets
     older than `top`'s, that is for records arriving late, so an in-order batch costs no lookups.
     """
-    in_order = _in_order(times, top)
-    if in_order is not None:
-        return in_order
-    ids = [0] * len(times)
-    assigned: dict[int, int] = {}  # bucket -> largest id given out by this call
-    spill = 0
-    for i in sorted(range(len(times)), key=times.__getitem__):
-        bucket = bucket_of(times[i])
-        new = _free_id(bucket, top, assigned, highest_in)
-        ids[i] = new
-        new_bucket = new >> SLOT_BITS
-        assigned[new_bucket] = max(assigned.get(new_bucket, new), new)
-        top = new if top is None else max(top, new)
-        spill = max(spill, new_bucket - bucket)
-    return Assignment(ids, spill)
-
-
-def _in_order(times: Sequence[int], top: int | None) -> Assignment | None:
-    """The common case without lookups: times never decrease and the first is in or after top's bucket."""
-    ids = []
-    last = top if top is not None else -(2**63)
-    spill = 0
-    previous = None
-    for time_ns in times:
-        if previous is not None and time_ns < previous:
-            return None
-        previous = time_ns
-        key = (time_ns >> BUCKET_SHIFT) << SLOT_BITS
-        if key > last:
-            last = key
-        elif key < (last >> SLOT_BITS) << SLOT_BITS:
-            return None  # older than the newest bucket in use: a late record
-        else:
-            last += 1
-            spill = max(spill, (last >> SLOT_BITS) - (key >> SLOT_BITS))
-        ids.append(last)
-    return Assignment(ids, spill)
-
-
-def _free_id(
-    bucket: int, top: int | None, assigned: dict[int, int], highest_in: Callable[[int, int], int | None]
-) -> int:
-    """The first unused id in `bucket`, or in the buckets after it when it is full."""
-    while True:
-        lo = first_id(bucket)
-        if top is None or lo > top:
-            return lo
-        if bucket == top >> SLOT_BITS:
-            return top + 1  # top is the largest id anywhere, so the next one is free (it may spill)
-        stored = highest_in(lo, lo + SLOTS)
-        highest = max(lo - 1, assigned.get(bucket, lo - 1), lo - 1 if stored is None else stored)
-        if highest + 1 < lo + SLOTS:
-            return highest + 1
-        bucket += 1
+    return LogKeys().assign(times, top, highest_in)

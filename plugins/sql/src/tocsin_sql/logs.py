@@ -16,7 +16,7 @@ from tocsin.ext import LOG_LEVELS, LogRecord, UnstorableRecord
 from tocsin_sql import codec, ids, meta
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect
-from tocsin_sql.logkeys import assign_ids
+from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.schema import META_LOG_SPILL, logs
 
 LEVEL_CODES: dict[str, int] = {level: code for code, level in enumerate(LOG_LEVELS)}
@@ -93,9 +93,12 @@ def _highest_in(_: Dialect) -> sa.Select:
     return sa.select(sa.func.max(logs.c.id)).where(logs.c.id >= sa.bindparam("lo"), logs.c.id < sa.bindparam("hi"))
 
 
-def insert(db: Database, rows: Sequence[EncodedLog]) -> list[tuple[Any, ...]]:
+def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None) -> list[tuple[Any, ...]]:
     """Give rows their time-key ids and insert them (inside the caller's write transaction).
 
+    `keys` is the writer's `LogKeys`, kept from one write to the next so that bursts cost no lookups (a new
+    one, remembering nothing, when None). The largest stored id is read here, under the write lock, every
+    time: it is what makes ids unique even when another process writes the same store.
     Returns the stored rows (id first), for the dialect's full-text index.
     """
     (top,) = db.fetch_one(db.sql(_top)) or (None,)
@@ -104,7 +107,7 @@ def insert(db: Database, rows: Sequence[EncodedLog]) -> list[tuple[Any, ...]]:
     def highest_in(lo: int, hi: int) -> int | None:
         return db.fetch(highest, (lo, hi))[0][0]
 
-    assignment = assign_ids([row[0] for row in rows], top, highest_in)
+    assignment = (keys or LogKeys()).assign([row[0] for row in rows], top, highest_in)
     stored = [(log_id, *row) for log_id, row in zip(assignment.ids, rows, strict=True)]
     db.run_many(db.sql(_insert), stored)
     if assignment.spill:

@@ -9,6 +9,7 @@ a numbered function of a `Database`, so every dialect runs the same upgrade step
 History:
   1  the first release
   2  metric_tiers: per-minute and per-hour merges of every series, backfilled from metric_rollups
+  3  leases: the named leases processes sharing a store take turns on (one leader per database)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tocsin.ext import SchemaVersionError, StorageError
 from tocsin_sql import metrics
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect, decode_sketch
-from tocsin_sql.schema import SCHEMA_VERSION, metadata, metric_rollups, metric_tiers, schema_version
+from tocsin_sql.schema import SCHEMA_VERSION, leases, metadata, metric_rollups, metric_tiers, schema_version
 from tocsin_sql.tiers import RollupRow, fold
 
 _BACKFILL_CHUNK = 5000
@@ -74,8 +75,14 @@ def _add_metric_tiers(db: Database) -> None:
         position = {"series": rows[-1][0], "start": rows[-1][1]}
 
 
+def _add_leases(db: Database) -> None:
+    """Version 3: create the (empty) leases table; whoever opens the file next takes the lead."""
+    create_table(db, leases)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "metric_tiers: per-minute and per-hour merges of every series, backfilled", _add_metric_tiers),
+    Migration(3, "leases: which process leads (evaluates, dispatches, checks health, sweeps)", _add_leases),
 )
 
 

@@ -10,6 +10,7 @@ Layout choices, shared by every dialect:
   id range. A dialect adds its full-text index over `logs.message` (and `logs.level`) next to this table.
 * `metric_series.id` is a hash of the metric name and label set, so writers never look a series up.
   `metric_tiers` holds per-minute and per-hour merges of `metric_rollups` (`tocsin_sql.tiers`).
+* `leases` holds the named leases processes sharing a store take turns on (`tocsin_sql.leases`).
 
 `SCHEMA_VERSION` is the version this metadata describes; `tocsin_sql.migrations` upgrades older files to it.
 """
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
-"""1: the first release. 2: metric_tiers (per-minute and per-hour merges of every series), backfilled."""
+SCHEMA_VERSION = 3
+"""1: the first release. 2: metric_tiers (per-minute and per-hour merges of every series), backfilled.
+3: leases (which process leads: runs the evaluator, dispatcher, health checks and sweeps)."""
 
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """A 64-bit integer primary key; spelled INTEGER on SQLite so that it is the rowid itself."""
@@ -304,6 +306,17 @@ workflow_steps = sa.Table(
     sa.Index("ux_workflow_steps_key", "execution_id", "name", "started_ns", unique=True),
     sa.Index("ix_workflow_steps_started", "started_ns"),
 )
+
+# -- leases -----------------------------------------------------------------------------------------------
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    _text("holder"),
+    _ns("expires_ns"),
+)
+"""Named leases (`tocsin_sql.leases`): held by `holder` while now < `expires_ns`; one row per name."""
 
 ROW_COUNTED: tuple[sa.Table, ...] = (
     metric_series,

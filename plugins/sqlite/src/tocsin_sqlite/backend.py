@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tocsin_sql import alerts, health, logs, metrics, migrations, outbox, traces, workflows
+from tocsin_sql import alerts, health, leases, logs, metrics, migrations, outbox, traces, workflows
 from tocsin_sql.database import StatementCache
+from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.retention import Sweep
 from tocsin_sql.schema import ROW_COUNTED
 
@@ -48,6 +49,7 @@ from tocsin.ext import (
     StorageStats,
     WorkflowExecution,
     WorkflowStep,
+    check_lease,
     check_query,
     check_query_values,
     compile_matchers,
@@ -73,6 +75,7 @@ class SQLiteBackend(SQLiteStorage):
         self._statements = StatementCache(self._dialect)
         self._checkpointer = Checkpointer(self.path, self.config.wal_limit_mb * 2**20, float(self.config.busy_timeout))
         self._pool: Pool | None = None
+        self._log_keys = LogKeys()  # the writer thread's memory of the newest log ids (only it uses this)
         self.schema_found: int | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ class SQLiteBackend(SQLiteStorage):
             rows = [logs.encode(record) for record in records]
 
             def job(db: SQLiteDatabase) -> None:
-                db.dialect.index_logs(db, logs.insert(db, rows))
+                db.dialect.index_logs(db, logs.insert(db, rows, self._log_keys))
 
             await self._write(job, f"write {len(rows)} log records")
 
@@ -358,3 +361,20 @@ class SQLiteBackend(SQLiteStorage):
             return StorageStats(rows=rows, bytes=sum(os.path.getsize(f) for f in files if os.path.exists(f)))
 
         return await self._read(count, "count rows")
+
+    # -- leases -----------------------------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
+        """Take or renew the lease until now + ttl when it is free, expired or `holder`'s (one upsert under the
+        write lock, so processes sharing the file cannot both win); True when `holder` holds it."""
+        check_lease(name, holder, ttl_s, now_ns)
+        return await self._write(lambda db: leases.acquire(db, name, holder, ttl_s, now_ns), f"take lease {name!r}")
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        check_lease(name, holder)
+        await self._write(lambda db: leases.release(db, name, holder), f"release lease {name!r}")
+
+    async def lease_holder(self, name: str, now_ns: int) -> str | None:
+        """Who holds the lease at `now_ns`, or None."""
+        check_lease(name, now_ns=now_ns)
+        return await self._read(lambda db: leases.holder(db, name, now_ns), f"read lease {name!r}")

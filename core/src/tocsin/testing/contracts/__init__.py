@@ -15,7 +15,7 @@ The tests use only the `StorageBackend` protocol (no peeking at internals), fixe
 (no sleeping), and log text queries made of plain words and one quoted phrase.
 
 The tests live in one mixin per area (`metrics`, `traces`, `logs`, `alerts`, `outbox`, `health`, `workflows`,
-`housekeeping`), each built on `base.ContractBase` and the record factories in `records`. The mixins are not
+`housekeeping`, `leases`), each built on `base.ContractBase` and the record factories in `records`. The mixins are not
 named `Test*`, so pytest collects them only through a backend's subclass of `StorageBackendContract`.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 from tocsin.testing.contracts.alerts import AlertsContract
 from tocsin.testing.contracts.health import HealthContract
 from tocsin.testing.contracts.housekeeping import HousekeepingContract
+from tocsin.testing.contracts.leases import LeasesContract
 from tocsin.testing.contracts.logs import LogsContract
 from tocsin.testing.contracts.metrics import MetricsContract
 from tocsin.testing.contracts.outbox import OutboxContract
@@ -34,8 +35,9 @@ __all__ = ["StorageBackendContract"]
 
 
 # pytest collects the tests of base classes last base first, so listing the areas in reverse runs them
-# metrics first and housekeeping last.
+# metrics first, then housekeeping, and leases last.
 class StorageBackendContract(
+    LeasesContract,
     HousekeepingContract,
     WorkflowsContract,
     HealthContract,

@@ -76,4 +76,5 @@ def create_app(monitor: Monitor, *, manage: bool = True) -> Litestar:
         lifespan=[_lifespan(monitor)] if manage else [],
         state=State({"monitor": monitor, "keyring": KeyRing(cfg.api_keys)}),
         debug=False,
+        logging_config=None,  # the app owns logging; errors go to the `tocsin.api` logger
     )

@@ -19,9 +19,14 @@ from tocsin.ext import Duration, LabelMatcher, parse_matchers
 MAX_LIMIT = 10_000
 
 
-def bad(name: str, reason: str) -> ValidationException:
-    """A 400 naming query parameter `name` and why it is wrong."""
-    return ValidationException(f"{name}: {reason}", extra=[{"key": name, "message": reason, "source": "query"}])
+def bad(name: str, reason: str, source: str = "query") -> ValidationException:
+    """A 400 naming parameter (or, with `source="body"`, body field) `name` and why it is wrong."""
+    return ValidationException(f"{name}: {reason}", extra=[{"key": name, "message": reason, "source": source}])
+
+
+def bad_body(name: str, reason: str) -> ValidationException:
+    """A 400 naming body field `name` and why it is wrong."""
+    return bad(name, reason, "body")
 
 
 def time_ns(value: str | None, name: str, *, now_ns: int | None = None) -> int | None:

@@ -1,5 +1,165 @@
-"""`/api/v1` rules endpoints."""
+"""`/api/v1` rules endpoints: the alert rules with how their evaluations go, and backtests over stored history.
+
+Rules come from `monitor.alerting` (the config's `[[alerting.rules]]` plus any added in code). A backtest
+replays stored history through the real evaluator and state machine, saving nothing and notifying no one.
+"""
 
 from __future__ import annotations
 
-ROUTES: list[object] = []
+from typing import Any
+
+import msgspec
+from litestar import get, post
+from litestar.exceptions import NotFoundException, ValidationException
+from litestar.params import FromPath, JSONBody
+
+from tocsin.ext import Alert, AlertTransition, Duration, Secret, Severity
+from tocsin_api import params
+from tocsin_api.deps import MonitorDep
+
+
+class RuleStatus(msgspec.Struct, kw_only=True):
+    """How a rule's evaluations are going: health (unknown, ok, nodata, error), the last error, when it last ran,
+    how long that took, and how many evaluations ran and failed."""
+
+    health: str
+    last_error: str
+    last_eval_ns: int | None
+    last_duration_s: float
+    evaluations: int
+    failures: int
+
+
+class Rule(msgspec.Struct, kw_only=True):
+    """A rule: its name, kind and severity, every config key (as in `[[alerting.rules]]`), and its status."""
+
+    name: str
+    kind: str
+    severity: Severity
+    config: dict[str, Any]
+    status: RuleStatus
+
+
+class WouldNotify(msgspec.Struct, kw_only=True):
+    """A notification a backtest would have sent: when, for which alert, what kind, and to which channels
+    (empty: every channel that admits it)."""
+
+    time_ns: int
+    fingerprint: str
+    rule: str
+    labels: dict[str, str]
+    severity: Severity
+    kind: str
+    reason: str
+    episode: int
+    channels: list[str] = []
+
+
+class EvaluationError(msgspec.Struct, kw_only=True):
+    """An evaluation of a backtest that failed, and why."""
+
+    time_ns: int
+    error: str
+
+
+class Backtest(msgspec.Struct, kw_only=True):
+    """A replayed timeline: the transitions, the notifications that would have gone out, the alerts at the end."""
+
+    rule: str
+    start_ns: int
+    end_ns: int
+    step_s: float
+    evaluations: int
+    transitions: list[AlertTransition]
+    notifications: list[WouldNotify]
+    alerts: list[Alert]
+    errors: list[EvaluationError]
+
+
+class BacktestRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A rule (a configured rule's name, or a rule's config keys) and the range to replay it over."""
+
+    rule: str | dict[str, Any]
+    start: str | int
+    end: str | int | None = None
+    step: str | float | None = None
+
+
+def _plain(value: Any) -> Any:
+    """Config values as JSON builtins: durations as seconds; a secret only ever as `<secret>`."""
+    if isinstance(value, Secret):
+        return str(value)
+    if isinstance(value, float):
+        return float(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+def _rules(monitor: MonitorDep) -> list[Rule]:
+    statuses = {status.name: status for status in monitor.alerting.rule_status()}
+    found = []
+    for config in monitor.alerting.rules:
+        status = statuses[config.name]
+        found.append(Rule(
+            name=config.name, kind=config.kind, severity=config.severity,
+            config=msgspec.to_builtins(config, enc_hook=_plain),
+            status=RuleStatus(health=status.health, last_error=status.last_error, last_eval_ns=status.last_eval_ns,
+                              last_duration_s=status.last_duration_s, evaluations=status.evaluations,
+                              failures=status.failures),
+        ))
+    return found
+
+
+@get("/rules", summary="Every alert rule with its evaluation status", tags=["rules"])
+async def list_rules(monitor: MonitorDep) -> list[Rule]:
+    """The rules in evaluation order: config keys, and health, last error and timing of their evaluations."""
+    return _rules(monitor)
+
+
+@get("/rules/{name:str}", summary="One alert rule with its evaluation status", tags=["rules"])
+async def get_rule(monitor: MonitorDep, name: FromPath[str]) -> Rule:
+    """One rule by name; 404 when there is none."""
+    for rule in _rules(monitor):
+        if rule.name == name:
+            return rule
+    raise NotFoundException(f"no rule named {name!r}")
+
+
+@post("/rules/backtest", status_code=200, summary="Replay a rule over stored history", tags=["rules"])
+async def backtest(monitor: MonitorDep, data: JSONBody[BacktestRequest]) -> Backtest:
+    """Every transition and each notification a rule would have made between start and end (nothing is saved)."""
+    now = monitor.clock.now_ns()
+    start_ns = _time(data.start, "start", now)
+    end_ns = now if data.end is None else _time(data.end, "end", now)
+    if start_ns >= end_ns:
+        raise params.bad_body("end", "must be after start")
+    step_s = None
+    if data.step is not None:
+        try:
+            step_s = float(Duration.parse(data.step))
+        except ValueError as error:
+            raise params.bad_body("step", str(error)) from None
+        if step_s <= 0:
+            raise params.bad_body("step", "must be longer than 0s")
+    if isinstance(data.rule, str) and data.rule not in {rule.name for rule in monitor.alerting.rules}:
+        raise params.bad_body("rule", f"no rule named {data.rule!r}; give a configured rule's name or a rule's "
+                                      "config keys")
+    result = await monitor.alerting.backtest(data.rule, start_ns, end_ns, step_s)
+    return Backtest(
+        rule=result.rule, start_ns=result.start_ns, end_ns=result.end_ns, step_s=result.step_s,
+        evaluations=result.evaluations, transitions=result.transitions,
+        notifications=[msgspec.convert(msgspec.to_builtins(item), WouldNotify) for item in result.notifications],
+        alerts=result.alerts, errors=[EvaluationError(time_ns=at, error=error) for at, error in result.errors],
+    )
+
+
+def _time(value: str | int, name: str, now_ns: int) -> int:
+    try:
+        found = params.time_ns(str(value), name, now_ns=now_ns)
+    except ValidationException as error:
+        raise params.bad_body(name, str(error.detail).removeprefix(f"{name}: ")) from None
+    if found is None:
+        raise params.bad_body(name, "give a time")
+    return found
+
+
+ROUTES = [list_rules, get_rule, backtest]

@@ -75,3 +75,26 @@ def test_only_loopback_hosts_count_as_loopback(host, loopback):
     from tocsin_api.serve import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+def test_a_bad_record_in_an_array_body_is_named_by_its_index_and_field(client):
+    response = client.post("/api/v1/logs", json=[
+        {"time_ns": 1, "level": "info", "message": "fine"},
+        {"time_ns": 2, "level": "loud", "message": "bad level"},
+    ])
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["field"], error["source"]) == ("[1].level", "body")
+
+
+def test_a_bad_query_parameter_names_its_source_plainly(client):
+    response = client.get("/api/v1/logs", params={"limit": "many"})
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["field"], error["source"]) == ("limit", "query")
+
+
+def test_deeply_nested_bodies_are_400_on_every_ingest_route(client):
+    for path in ("/api/v1/logs", "/api/v1/traces", "/api/v1/metrics"):
+        response = client.post(path, content=b"[" * 100_000, headers={"content-type": "application/json"})
+        assert response.status_code == 400, path

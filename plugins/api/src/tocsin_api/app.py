@@ -17,13 +17,15 @@ from litestar import Litestar, Request, Response, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 
 import tocsin
 from tocsin import Monitor
 from tocsin_api.auth import KeyRing, actor_of, scope_guard
-from tocsin_api.problems import EXCEPTION_HANDLERS
+from tocsin_api.problems import EXCEPTION_HANDLERS, PROBLEM_RESPONSES
+from tocsin_api.requests import LenientJSONRequest
 from tocsin_api.routes import ROUTES, probes
 
 SECURITY_HEADERS = {
@@ -57,6 +59,14 @@ def _lifespan(monitor: Monitor) -> Callable[[Litestar], contextlib.AbstractAsync
     return lifespan
 
 
+def _document_problems(app: Litestar) -> None:
+    """Every operation documents its error answers as problem+json, so clients (and schemathesis) know them."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if isinstance(handler, HTTPRouteHandler):
+                handler.responses = {**PROBLEM_RESPONSES, **(handler.responses or {})}
+
+
 def create_app(monitor: Monitor, *, manage: bool = True) -> Litestar:
     """The API serving `monitor`; with `manage`, the app starts and closes the monitor."""
     cfg = monitor.config.server
@@ -64,10 +74,11 @@ def create_app(monitor: Monitor, *, manage: bool = True) -> Litestar:
     api = Router(path="/api/v1", route_handlers=ROUTES, guards=[scope_guard])
     rate_limit = RateLimitConfig(rate_limit=("minute", cfg.rate_limit), identifier_for_request=_caller,
                                  exclude=["/healthz", "/readyz"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[api, *probes.PUBLIC, *extra],
         dependencies={"monitor": Provide(lambda: monitor, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=LenientJSONRequest,
         request_max_body_size=cfg.max_body_bytes,
         cors_config=CORSConfig(allow_origins=cfg.cors_origins) if cfg.cors_origins else None,
         middleware=[rate_limit.middleware] if cfg.rate_limit else [],
@@ -78,3 +89,5 @@ def create_app(monitor: Monitor, *, manage: bool = True) -> Litestar:
         debug=False,
         logging_config=None,  # the app owns logging; errors go to the `tocsin.api` logger
     )
+    _document_problems(app)
+    return app

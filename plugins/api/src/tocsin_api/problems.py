@@ -9,11 +9,13 @@ reason in `errors`. A 500 never carries the exception's text (it may hold data o
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from tocsin import ConfigError, QueryError, StorageError
 from tocsin.ext import StorageUnavailable
@@ -65,10 +67,23 @@ def problem(request: Request[Any, Any, Any], status: int, detail: str, *, kind: 
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+_AT = re.compile(r" - at `\$\.data(?P<path>[^`]*)`$")
+
+
+def _field(item: dict[str, Any], cause: BaseException | None) -> FieldError:
+    """One field error; a body field is named by its path (`[1].level`) where msgspec said where."""
+    source = item.get("source", "")
+    source = getattr(source, "value", source)  # Litestar gives the ParamType enum for parameters
+    field, reason = str(item.get("key") or "body"), str(item.get("message", ""))
+    where = _AT.search(str(cause or ""))
+    if field == "data" and where is not None and where.group("path"):
+        field = where.group("path").lstrip(".")
+    return FieldError(field=field, reason=reason, source=str(source))
+
+
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     extra = exc.extra if isinstance(exc.extra, list) else []
-    errors = [FieldError(field=str(item.get("key") or "body"), reason=str(item.get("message", "")),
-                         source=str(item.get("source", ""))) for item in extra if isinstance(item, dict)]
+    errors = [_field(item, exc.__cause__) for item in extra if isinstance(item, dict)]
     detail = "; ".join(f"{e.field}: {e.reason}" for e in errors) or str(exc.detail)
     return problem(request, 400, detail, kind="validation", errors=errors)
 
@@ -100,6 +115,12 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Probl
     log.exception("tocsin-api: unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(request, 500, "internal error", kind="internal")
 
+
+PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description=title, generate_examples=False)
+    for status, (_, title) in _KINDS.items() if status not in (405, 415)
+} | {500: ResponseSpec(data_container=Problem, media_type=PROBLEM_JSON, description="Internal server error",
+                       generate_examples=False)}
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: _validation,

@@ -28,11 +28,16 @@ except PackageNotFoundError:  # pragma: no cover - running from a bare source tr
 
 
 def __getattr__(name: str):
-    """Import the Monitor lazily, so plugins importing `tocsin.hookimpl` stay cheap and cycle-free."""
+    """Import the Monitor (and the rule test runner) lazily, so plugins importing `tocsin.hookimpl` stay cheap
+    and cycle-free."""
     if name == "Monitor":
         from tocsin.monitor import Monitor
 
         return Monitor
+    if name in ("run_rule_tests", "RuleTestOutcome"):
+        from tocsin.testing.ruletests import TestOutcome, arun_text
+
+        return arun_text if name == "run_rule_tests" else TestOutcome
     raise AttributeError(f"module 'tocsin' has no attribute {name!r}")
 
 
@@ -47,10 +52,12 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "QueryError",
+    "RuleTestOutcome",
     "SchemaVersionError",
     "StorageError",
     "TocsinError",
     "UnknownName",
     "__version__",
     "hookimpl",
+    "run_rule_tests",
 ]

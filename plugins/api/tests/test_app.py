@@ -98,3 +98,9 @@ def test_deeply_nested_bodies_are_400_on_every_ingest_route(client):
     for path in ("/api/v1/logs", "/api/v1/traces", "/api/v1/metrics"):
         response = client.post(path, content=b"[" * 100_000, headers={"content-type": "application/json"})
         assert response.status_code == 400, path
+
+
+def test_stats_say_which_process_leads(client, server):
+    stats = client.get("/api/v1/stats").json()
+    assert stats["leader"] is True and stats["holder"] == server.monitor.holder
+    assert stats["lease_holder"] == server.monitor.holder

@@ -142,3 +142,27 @@ def test_a_backtest_needs_only_the_read_scope(serve):
         assert http.get("/api/v1/rules").status_code == 401
         response = http.post("/api/v1/rules/backtest", json={"rule": "queue-deep", "start": "10m"}, headers=headers)
         assert response.status_code == 200 and response.json()["evaluations"] == 10
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
+
+
+def test_rules_test_runs_an_inline_rule_test_file_and_reports_each_test(client):
+    text = (REPO / "examples" / "rules" / "latency.test.toml").read_text()
+    response = client.post("/api/v1/rules/test", content=text, headers={"content-type": "application/toml"})
+    assert response.status_code == 200
+    report = response.json()
+    assert report["failed"] == 0 and report["passed"] == len(report["tests"]) >= 1
+    broken = text.replace('expect = [{ labels = { route = "/checkout" }, state = "pending" }]',
+                          'expect = [{ labels = { route = "/checkout" }, state = "firing" }]', 1)
+    failed = client.post("/api/v1/rules/test", content=broken).json()
+    assert failed["failed"] == 1 and "pending" in "".join(failed["tests"][0]["problems"])
+
+
+def test_rules_test_refuses_a_file_that_names_a_config_on_the_server_and_bad_toml(client):
+    response = client.post("/api/v1/rules/test", content='config = "/etc/passwd"\n[[tests]]\nname = "x"\n')
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "config"
+    bad = client.post("/api/v1/rules/test", content="[[tests\n")
+    assert bad.status_code == 422 and bad.json()["type"] == "urn:tocsin:problem:invalid-config"
+    assert client.post("/api/v1/rules/test", content=b"\xff\xfe").status_code == 400

@@ -238,28 +238,42 @@ def load_test_file(path: str | Path, registries: Any) -> tuple[RuleTestFile, Con
     """Read a test file and the config its rules make, or ConfigError naming every problem."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
+        text = path.read_text()
+    except OSError as error:
         raise ConfigError(f"cannot read rule test file: {error}", str(path)) from None
+    return parse_test_file(text, registries, source=str(path), base=path.parent)
+
+
+def parse_test_file(text: str, registries: Any, *, source: str, base: Path | None = None
+                    ) -> tuple[RuleTestFile, Config]:
+    """A test file's text and the config its rules make; `config = "file"` is read relative to `base`, and
+    refused without one (text from a request must not read the server's files)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"cannot read rule test file: {error}", source) from None
     walker = Walker(registries)
     spec = walker.convert(data, RuleTestFile, "")
     if walker.problems:
-        raise ConfigError(walker.problems, str(path))
+        raise ConfigError(walker.problems, source)
     assert spec is not None
     if spec.config is not None:
         if spec.rules or spec.channels:
             raise ConfigError([ConfigProblem("config", "give rules either inline or as a config file, not both")],
-                              str(path))
-        config = load_config(path.parent / spec.config, registries=registries, environ={})
+                              source)
+        if base is None:
+            raise ConfigError([ConfigProblem("config", "a config file cannot be named here; give the rules inline")],
+                              source)
+        config = load_config(base / spec.config, registries=registries, environ={})
     else:
         config = config_from_data({"alerting": {"rules": spec.rules}, "channels": spec.channels},
-                                  registries=registries, environ={}, source=str(path))
+                                  registries=registries, environ={}, source=source)
     alerting = config.alerting
     if spec.evaluation_interval is not None:
         alerting = msgspec.structs.replace(alerting, evaluation_interval=spec.evaluation_interval)
     problems = _input_problems(spec, float(alerting.evaluation_interval))
     if problems:
-        raise ConfigError(problems, str(path))
+        raise ConfigError(problems, source)
     config = msgspec.structs.replace(config, alerting=alerting, storage=StorageConfig(backend="memory"))
     return spec, config
 

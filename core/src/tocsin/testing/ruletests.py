@@ -31,11 +31,13 @@ from tocsin.testing.rulefile import (
     ExpectedAlert,
     ExpectedNotification,
     RuleTest,
+    RuleTestFile,
     S,
     SeriesInput,
     expand_values,
     expand_words,
     load_test_file,
+    parse_test_file,
 )
 
 IGNORED_LABELS = ("alertname", "severity")
@@ -248,11 +250,22 @@ async def arun_file(path: str | Path, pm: PluginManager | None = None) -> list[T
     """Run every test of a rule test file."""
     pm = pm or make_plugin_manager()
     spec, config = load_test_file(path, build_registries(pm))
+    return await _run_all(spec, config, pm, str(path))
+
+
+async def arun_text(text: str, pm: PluginManager, source: str = "<request>") -> list[TestOutcome]:
+    """Run every test of a rule test file given as text (an API request's body); it may not name a config
+    file, so it cannot read the server's files."""
+    spec, config = parse_test_file(text, build_registries(pm), source=source)
+    return await _run_all(spec, config, pm, source)
+
+
+async def _run_all(spec: RuleTestFile, config: Config, pm: PluginManager, source: str) -> list[TestOutcome]:
     named = {check.rule for test in spec.tests for check in [*test.alerts, *test.actions]}
     unknown = named - {rule.name for rule in config.alerting.rules}
     if unknown:
-        raise ConfigError(f"tests check rules that are not defined: {', '.join(sorted(unknown))}", str(path))
-    return [await run_test(test, config, pm, str(path)) for test in spec.tests]
+        raise ConfigError(f"tests check rules that are not defined: {', '.join(sorted(unknown))}", source)
+    return [await run_test(test, config, pm, source) for test in spec.tests]
 
 
 def run_file(path: str | Path, pm: PluginManager | None = None) -> list[TestOutcome]:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 
+import tocsin
 from tocsin.ext import Alert, AlertTransition, Duration, Secret, Severity
 from tocsin_api import params
 from tocsin_api.deps import MonitorDep
@@ -162,4 +163,34 @@ def _time(value: str | int, name: str, now_ns: int) -> int:
     return found
 
 
-ROUTES = [list_rules, get_rule, backtest]
+class RuleTestResult(msgspec.Struct, kw_only=True):
+    """One test of a rule test file: passed, or the differences as readable blocks."""
+
+    name: str
+    passed: bool
+    problems: list[str]
+
+
+class RuleTestReport(msgspec.Struct, kw_only=True):
+    """Every test of the file, and how many passed and failed."""
+
+    passed: int
+    failed: int
+    tests: list[RuleTestResult]
+
+
+@post("/rules/test", status_code=200, summary="Run a rule unit test file (TOML in the body)", tags=["rules"])
+async def test_rules(monitor: MonitorDep, request: Request[Any, Any, Any]) -> RuleTestReport:
+    """Run the tests of a promtool-style rule test file on virtual time, as `tocsin rules test` does; the file
+    must give its rules inline (it cannot name a file on the server). A bad file is a 422 listing problems."""
+    body = await request.body()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise params.bad_body("body", "the rule test file must be UTF-8 TOML") from None
+    outcomes = await tocsin.run_rule_tests(text, monitor.pm, "request")
+    tests = [RuleTestResult(name=o.name, passed=o.passed, problems=o.problems) for o in outcomes]
+    return RuleTestReport(passed=sum(t.passed for t in tests), failed=sum(not t.passed for t in tests), tests=tests)
+
+
+ROUTES = [list_rules, get_rule, backtest, test_rules]

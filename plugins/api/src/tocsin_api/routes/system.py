@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 from litestar import get
 
@@ -19,10 +21,14 @@ class BufferStats(msgspec.Struct, kw_only=True):
 
 
 class Stats(msgspec.Struct, kw_only=True):
-    """The state of ingest: records written, dropped and sanitized per signal, buffers, and storage."""
+    """The state of ingest (records written, dropped and sanitized per signal), buffers, storage, and which
+    process leads (runs the evaluator, dispatcher, health checks and sweeps: `lease_holder`)."""
 
     service: str
     storage_backend: str
+    leader: bool
+    holder: str
+    lease_holder: str | None
     written: dict[str, float]
     dropped: dict[str, float]
     sanitized: dict[str, float]
@@ -47,6 +53,9 @@ async def stats(monitor: MonitorDep) -> Stats:
     return Stats(
         service=monitor.config.service,
         storage_backend=monitor.config.storage.backend,
+        leader=monitor.is_leader,
+        holder=monitor.holder,
+        lease_holder=await storage.lease_holder("leader", time.time_ns()),
         written=await _counter_by(monitor, "tocsin_records_written_total", "signal"),
         dropped=await _counter_by(monitor, "tocsin_records_dropped_total", "signal", "reason"),
         sanitized=await _counter_by(monitor, "tocsin_records_sanitized_total", "signal", "reason"),

@@ -14,6 +14,8 @@ else in the core may move between releases; these names stay. docs/plugin-hooks.
 
 from __future__ import annotations
 
+from tocsin.alerting.backtest import BacktestResult, WouldNotify
+from tocsin.alerting.evaluator import RuleStatus
 from tocsin.alerting.silences import parse_matchers
 from tocsin.config.schema import ApiKey, Port, ServerConfig
 from tocsin.errors import (
@@ -64,6 +66,7 @@ from tocsin.notify.channel import NotificationChannel, RateLimit, Verdict, parse
 from tocsin.notify.egress import EgressGuard
 from tocsin.notify.redact import scrub, secrets_in
 from tocsin.notify.routing import ChannelRoute, episode_key, routing_labels
+from tocsin.notify.service import TestResult
 from tocsin.notify.templates import (
     HTML,
     RenderContext,
@@ -115,6 +118,7 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "ApiKey",
+    "BacktestResult",
     "ChannelRoute",
     "CheckOutcome",
     "ConfigError",
@@ -156,6 +160,7 @@ __all__ = [
     "RenderContext",
     "RenderError",
     "Retention",
+    "RuleStatus",
     "Runtime",
     "SchemaVersionError",
     "Secret",
@@ -175,12 +180,14 @@ __all__ = [
     "Subscription",
     "Template",
     "Term",
+    "TestResult",
     "TocsinError",
     "UnstorableRecord",
     "Verdict",
     "WorkflowExecution",
     "WorkflowStats",
     "WorkflowStep",
+    "WouldNotify",
     "WriteOutcome",
     "check_lease",
     "check_limit",

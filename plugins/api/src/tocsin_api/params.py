@@ -24,6 +24,11 @@ def bad(name: str, reason: str, source: str = "query") -> ValidationException:
     return ValidationException(f"{name}: {reason}", extra=[{"key": name, "message": reason, "source": source}])
 
 
+def bad_path(name: str, reason: str) -> ValidationException:
+    """A 400 naming path parameter `name` and why it is wrong."""
+    return bad(name, reason, "path")
+
+
 def bad_body(name: str, reason: str) -> ValidationException:
     """A 400 naming body field `name` and why it is wrong."""
     return bad(name, reason, "body")

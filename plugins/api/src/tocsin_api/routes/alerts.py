@@ -14,9 +14,9 @@ from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from tocsin import QueryError
-from tocsin.ext import SEVERITIES, Alert, AlertQuery, AlertTransition, Duration, Page, StorageBackend
+from tocsin.ext import SEVERITIES, Alert, AlertQuery, AlertTransition, Duration, Page
 from tocsin_api import params
-from tocsin_api.deps import MonitorDep
+from tocsin_api.deps import MonitorDep, storage_of
 
 ALERT_STATES: tuple[str, ...] = get_args(get_type_hints(Alert)["state"])
 """Every evaluation state an alert can be in (from the Alert model)."""
@@ -61,7 +61,7 @@ async def list_alerts(
         raise params.bad("severity", f"{severity!r} is not one of {', '.join(SEVERITIES)}")
     query = AlertQuery(rule=rule or None, states=list(states or []), severity=severity,  # type: ignore[arg-type]
                        matchers=params.matchers(match), cursor=cursor or None, limit=params.limit(limit))
-    return await _storage(monitor).list_alerts(query)
+    return await storage_of(monitor).list_alerts(query)
 
 
 @get("/alerts/transitions", summary="Every alert transition in a time range", tags=["alerts"])
@@ -75,13 +75,13 @@ async def transitions(monitor: MonitorDep, start: FromQuery[str | None] = None,
     start_ns = end_ns - 3600 * 10**9 if start_ns is None else start_ns
     if start_ns >= end_ns:
         raise params.bad("end", "must be after start")
-    return await _storage(monitor).transitions_between(start_ns, end_ns)
+    return await storage_of(monitor).transitions_between(start_ns, end_ns)
 
 
 @get("/alerts/{fingerprint:str}", summary="One alert with its transitions", tags=["alerts"])
 async def get_alert(monitor: MonitorDep, fingerprint: FromPath[str], limit: FromQuery[int] = 100) -> AlertDetail:
     """The alert and its last `limit` transitions, oldest first; 404 when no alert has this fingerprint."""
-    storage = _storage(monitor)
+    storage = storage_of(monitor)
     alert = await _known(monitor, fingerprint)
     return AlertDetail(alert=alert, transitions=await storage.alert_history(fingerprint, params.limit(limit)))
 
@@ -125,14 +125,9 @@ async def resolve(monitor: MonitorDep, request: Request[Any, Any, Any], fingerpr
         raise HTTPException(status_code=409, detail=str(error)) from None
 
 
-def _storage(monitor: MonitorDep) -> StorageBackend:
-    storage = monitor.storage
-    assert storage is not None
-    return storage
-
 
 async def _known(monitor: MonitorDep, fingerprint: str) -> Alert:
-    alert = await _storage(monitor).get_alert(fingerprint)
+    alert = await storage_of(monitor).get_alert(fingerprint)
     if alert is None:
         raise NotFoundException(f"no alert has fingerprint {fingerprint!r}")
     return alert

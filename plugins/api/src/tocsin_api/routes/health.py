@@ -22,12 +22,11 @@ from tocsin.ext import (
     HealthResult,
     HealthStatus,
     Page,
-    StorageBackend,
     decode_cursor,
     encode_cursor,
 )
 from tocsin_api import params
-from tocsin_api.deps import MonitorDep
+from tocsin_api.deps import MonitorDep, storage_of
 
 
 class ComponentStatus(msgspec.Struct, kw_only=True):
@@ -70,16 +69,11 @@ class BeatAccepted(msgspec.Struct, kw_only=True):
     time_ns: int
 
 
-def _storage(monitor: Monitor) -> StorageBackend:
-    storage = monitor.storage
-    assert storage is not None
-    return storage
-
 
 @get("/health", summary="System status and every component", tags=["health"])
 async def system_health(monitor: MonitorDep) -> SystemStatus:
     """The overall status and each component's status, dependencies and newest stored result."""
-    storage = _storage(monitor)
+    storage = storage_of(monitor)
     snapshot = monitor.health.status()
     components = []
     for component in snapshot.components:
@@ -112,7 +106,7 @@ async def component_history(
     limit: FromQuery[int] = 100,
 ) -> Page[HealthResult]:
     """Results newest first in [start, end); a component no longer watched is served while results remain."""
-    storage = _storage(monitor)
+    storage = storage_of(monitor)
     limit = params.limit(limit)
     start_ns, end_ns = params.time_ns(start, "start"), params.time_ns(end, "end")
     skip = 0

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import time
 
-import msgspec
 from litestar import get, post
 from litestar.params import FromQuery, JSONBody
 
 from tocsin.ext import LogHit, LogLevel, LogQuery, LogRecord, Page
 from tocsin_api import params
 from tocsin_api.deps import MonitorDep
-
-
-class LogsAccepted(msgspec.Struct, kw_only=True):
-    """What became of an ingested batch: records stored, dropped as unstorable, and values made storable."""
-
-    accepted: int
-    dropped: int
-    sanitized: int
+from tocsin_api.ingest import Accepted, accepted
 
 
 @get("/logs", summary="Search logs with the log query language", tags=["logs"])
@@ -49,11 +41,10 @@ async def search_logs(
 
 @post("/logs", status_code=202, opt={"scope": "write"},
       summary="Ingest a batch of log records", tags=["logs"])
-async def ingest_logs(monitor: MonitorDep, data: JSONBody[list[LogRecord]]) -> LogsAccepted:
+async def ingest_logs(monitor: MonitorDep, data: JSONBody[list[LogRecord]]) -> Accepted:
     """Store tocsin LogRecords now (`id` is ignored: storage assigns it); unstorable ones are dropped."""
     outcome = await monitor.ingest("logs", data)
-    return LogsAccepted(accepted=outcome.written, dropped=sum(outcome.dropped.values()),
-                        sanitized=sum(outcome.sanitized.values()))
+    return accepted(outcome)
 
 
 ROUTES = [search_logs, ingest_logs]

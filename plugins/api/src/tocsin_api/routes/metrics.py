@@ -20,10 +20,10 @@ from litestar import get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from tocsin import InstrumentError, Monitor
+from tocsin import InstrumentError
 from tocsin.ext import MetricKind, MetricQuery, SeriesPoints, StorageBackend
 from tocsin_api import params
-from tocsin_api.deps import MonitorDep
+from tocsin_api.deps import MonitorDep, storage_of
 
 AGGREGATES: tuple[str, ...] = typing.get_args(typing.get_type_hints(MetricQuery)["aggregate"])
 """The aggregates the core evaluates (read from `MetricQuery.aggregate`, so they stay in step with it)."""
@@ -81,16 +81,6 @@ class SamplesAccepted(msgspec.Struct, kw_only=True):
     accepted: int
 
 
-def _bad_path(name: str, reason: str) -> ValidationException:
-    """A 400 naming path parameter `name` and why it is wrong."""
-    return ValidationException(f"{name}: {reason}", extra=[{"key": name, "message": reason, "source": "path"}])
-
-
-def _storage(monitor: Monitor) -> StorageBackend:
-    storage = monitor.storage
-    if storage is None:
-        raise HTTPException(status_code=503, detail="the monitor is not running")
-    return storage
 
 
 def _label_names(values: list[str] | None, name: str) -> list[str] | None:
@@ -120,7 +110,7 @@ async def list_metrics(monitor: MonitorDep) -> list[MetricDescription]:
     """Every stored metric name, sorted, with unit and description where this process declared it."""
     declared = {info.name: info for info in monitor.metrics.instruments()}
     found = []
-    for info in await _storage(monitor).list_metrics():
+    for info in await storage_of(monitor).list_metrics():
         instrument = declared.get(info.name)
         found.append(MetricDescription(
             name=info.name, kind=info.kind, series=info.series, label_names=info.label_names,
@@ -149,7 +139,7 @@ async def query_metric(
     if step_s is not None and step_s <= 0:
         raise params.bad("step", "must be a positive duration")
     group = _label_names(by, "by")
-    storage = _storage(monitor)
+    storage = storage_of(monitor)
     query = MetricQuery(name=name, start_ns=start_ns, end_ns=end_ns, aggregate=agg,  # type: ignore[arg-type]
                         step_s=step_s, matchers=params.matchers(match), by=group)
     series = await storage.query_metrics(query)
@@ -171,9 +161,9 @@ async def label_values(
 ) -> LabelValues:
     """The values `label` took in series of `name` with data in [start, end), sorted."""
     if not _LABEL_NAME.fullmatch(label):
-        raise _bad_path("label", f"{label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        raise params.bad_path("label", f"{label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)")
     start_ns, end_ns = params.time_range(start, end)
-    storage = _storage(monitor)
+    storage = storage_of(monitor)
     query = MetricQuery(name=name, start_ns=start_ns, end_ns=end_ns, aggregate="count",
                         matchers=params.matchers(match), by=[label])
     series = await storage.query_metrics(query)

@@ -23,6 +23,7 @@ from tocsin.ext import (
     Notification,
     Page,
     Severity,
+    TestResult,
     secrets_in,
 )
 from tocsin_api import params
@@ -47,20 +48,6 @@ class Channel(msgspec.Struct, kw_only=True):
     match: dict[str, str]
     send_resolved: bool
     fallback: str | None
-
-
-class TestSend(msgspec.Struct, kw_only=True):
-    """How a test send went: ok, the outcome (sent, retryable, permanent, rate_limited, timeout), latency,
-    the status code and the scrubbed error."""
-
-    __test__ = False  # not a pytest class
-
-    channel: str
-    ok: bool
-    outcome: str
-    latency_s: float
-    status_code: int | None = None
-    error: str = ""
 
 
 class PreviewRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -116,12 +103,10 @@ async def list_channels(monitor: MonitorDep) -> list[Channel]:
 
 @post("/channels/{name:str}/test", status_code=200, opt={"scope": "write"}, summary="Send a test notification",
       tags=["notifications"])
-async def test_channel(monitor: MonitorDep, name: FromPath[str]) -> TestSend:
+async def test_channel(monitor: MonitorDep, name: FromPath[str]) -> TestResult:
     """Send a test message now through the channel's egress guard and timeout (not the outbox); 404 if unknown."""
     _known(monitor, name)
-    result = await monitor.notify.test(name)
-    return TestSend(channel=result.channel, ok=result.ok, outcome=result.outcome, latency_s=result.latency_s,
-                    status_code=result.status_code, error=result.error)
+    return await monitor.notify.test(name)
 
 
 @post("/channels/{name:str}/preview", status_code=200, summary="What a channel would send for an alert",

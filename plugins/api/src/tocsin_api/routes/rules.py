@@ -14,21 +14,9 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, JSONBody
 
 import tocsin
-from tocsin.ext import Alert, AlertTransition, Duration, Secret, Severity
+from tocsin.ext import Alert, AlertTransition, Duration, RuleStatus, Secret, Severity, WouldNotify
 from tocsin_api import params
 from tocsin_api.deps import MonitorDep
-
-
-class RuleStatus(msgspec.Struct, kw_only=True):
-    """How a rule's evaluations are going: health (unknown, ok, nodata, error), the last error, when it last ran,
-    how long that took, and how many evaluations ran and failed."""
-
-    health: str
-    last_error: str
-    last_eval_ns: int | None
-    last_duration_s: float
-    evaluations: int
-    failures: int
 
 
 class Rule(msgspec.Struct, kw_only=True):
@@ -39,21 +27,6 @@ class Rule(msgspec.Struct, kw_only=True):
     severity: Severity
     config: dict[str, Any]
     status: RuleStatus
-
-
-class WouldNotify(msgspec.Struct, kw_only=True):
-    """A notification a backtest would have sent: when, for which alert, what kind, and to which channels
-    (empty: every channel that admits it)."""
-
-    time_ns: int
-    fingerprint: str
-    rule: str
-    labels: dict[str, str]
-    severity: Severity
-    kind: str
-    reason: str
-    episode: int
-    channels: list[str] = []
 
 
 class EvaluationError(msgspec.Struct, kw_only=True):
@@ -103,9 +76,7 @@ def _rules(monitor: MonitorDep) -> list[Rule]:
         found.append(Rule(
             name=config.name, kind=config.kind, severity=config.severity,
             config=msgspec.to_builtins(config, enc_hook=_plain),
-            status=RuleStatus(health=status.health, last_error=status.last_error, last_eval_ns=status.last_eval_ns,
-                              last_duration_s=status.last_duration_s, evaluations=status.evaluations,
-                              failures=status.failures),
+            status=status,
         ))
     return found
 
@@ -148,7 +119,7 @@ async def backtest(monitor: MonitorDep, data: JSONBody[BacktestRequest]) -> Back
     return Backtest(
         rule=result.rule, start_ns=result.start_ns, end_ns=result.end_ns, step_s=result.step_s,
         evaluations=result.evaluations, transitions=result.transitions,
-        notifications=[msgspec.convert(msgspec.to_builtins(item), WouldNotify) for item in result.notifications],
+        notifications=result.notifications,
         alerts=result.alerts, errors=[EvaluationError(time_ns=at, error=error) for at, error in result.errors],
     )
 

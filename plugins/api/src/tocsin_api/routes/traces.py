@@ -15,13 +15,13 @@ from typing import Any
 
 import msgspec
 from litestar import get, post
-from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from tocsin import Monitor
 from tocsin.ext import LOG_LEVELS, MAX_QUERY_LIMIT, LogHit, LogQuery, Page, Span, SpanQuery, StorageBackend
 from tocsin_api import params
-from tocsin_api.deps import MonitorDep
+from tocsin_api.deps import MonitorDep, storage_of
+from tocsin_api.ingest import Accepted, accepted
 
 SPAN_STATUSES: tuple[str, ...] = typing.get_args(typing.get_type_hints(Span)["status"])
 SCAN_LIMIT = MAX_QUERY_LIMIT
@@ -60,29 +60,12 @@ class Names(msgspec.Struct, kw_only=True):
     complete: bool
 
 
-class SpansAccepted(msgspec.Struct, kw_only=True):
-    """What became of an ingested batch: spans stored, dropped as unstorable, and stored after sanitizing."""
 
-    accepted: int
-    dropped: int
-    sanitized: int
-
-
-def _bad_path(name: str, reason: str) -> ValidationException:
-    """A 400 naming path parameter `name` and why it is wrong."""
-    return ValidationException(f"{name}: {reason}", extra=[{"key": name, "message": reason, "source": "path"}])
-
-
-def _storage(monitor: Monitor) -> StorageBackend:
-    storage = monitor.storage
-    if storage is None:
-        raise HTTPException(status_code=503, detail="the monitor is not running")
-    return storage
 
 
 def _trace_id(value: str) -> str:
     if not _TRACE_ID.fullmatch(value):
-        raise _bad_path("trace_id", f"must be 32 hex characters, got {value[:80]!r}")
+        raise params.bad_path("trace_id", f"must be 32 hex characters, got {value[:80]!r}")
     return value.lower()
 
 
@@ -154,28 +137,28 @@ async def search_spans(
         attributes=_attributes(attribute), start_ns=start_ns, end_ns=end_ns, root_only=root_only,
         cursor=cursor or None, limit=params.limit(limit),
     )
-    return await _storage(monitor).search_spans(query)
+    return await storage_of(monitor).search_spans(query)
 
 
 @get("/traces/services", summary="Services with spans in a time range", tags=["traces"])
 async def services(monitor: MonitorDep, start: FromQuery[str | None] = None,
                    end: FromQuery[str | None] = None) -> Names:
     """Distinct services of the newest spans in [start, end) (default: the last hour), sorted."""
-    return await _distinct(_storage(monitor), "service", start, end)
+    return await _distinct(storage_of(monitor), "service", start, end)
 
 
 @get("/traces/services/{service:str}/operations", summary="Span names of a service", tags=["traces"])
 async def operations(monitor: MonitorDep, service: FromPath[str], start: FromQuery[str | None] = None,
                      end: FromQuery[str | None] = None) -> Names:
     """Distinct span names of the service's newest spans in [start, end) (default: the last hour), sorted."""
-    return await _distinct(_storage(monitor), "name", start, end, service=service)
+    return await _distinct(storage_of(monitor), "name", start, end, service=service)
 
 
 @get("/traces/{trace_id:str}", summary="A trace as a span tree", tags=["traces"])
 async def get_trace(monitor: MonitorDep, trace_id: FromPath[str]) -> TraceTree:
     """Every stored span of the trace, running ones included, with roots and children."""
     trace_id = _trace_id(trace_id)
-    spans = await _storage(monitor).get_trace(trace_id)
+    spans = await storage_of(monitor).get_trace(trace_id)
     if not spans:
         raise NotFoundException(f"no span of trace {trace_id} is stored")
     ids = {span.span_id for span in spans}
@@ -223,7 +206,7 @@ async def trace_logs(
         text=q, level=level, trace_id=trace_id, span_id=span_id.lower() if span_id else None,  # type: ignore[arg-type]
         start_ns=start_ns, end_ns=end_ns, cursor=cursor or None, limit=params.limit(limit),
     )
-    return await _storage(monitor).search_logs(query)
+    return await storage_of(monitor).search_logs(query)
 
 
 def _bad_span(index: int, field: str, reason: str) -> ValidationException:
@@ -252,13 +235,12 @@ def _check_span(index: int, span: Span) -> None:
 
 
 @post("/traces", status_code=202, opt={"scope": "write"}, summary="Store a batch of spans", tags=["traces"])
-async def ingest_spans(monitor: MonitorDep, data: JSONBody[list[Span]]) -> SpansAccepted:
+async def ingest_spans(monitor: MonitorDep, data: JSONBody[list[Span]]) -> Accepted:
     """Store tocsin Spans now (a later write of the same span replaces it); unstorable ones are dropped."""
     for index, span in enumerate(data):
         _check_span(index, span)
     outcome = await monitor.ingest("spans", data)
-    return SpansAccepted(accepted=outcome.written, dropped=sum(outcome.dropped.values()),
-                         sanitized=sum(outcome.sanitized.values()))
+    return accepted(outcome)
 
 
 ROUTES = [search_spans, services, operations, get_trace, trace_logs, ingest_spans]

@@ -77,3 +77,10 @@ def test_the_plugin_surface_exports_what_it_lists():
 
     missing = [name for name in tocsin.ext.__all__ if not hasattr(tocsin.ext, name)]
     assert missing == [] and len(set(tocsin.ext.__all__)) == len(tocsin.ext.__all__)
+
+
+def test_every_name_of_the_plugin_surface_is_documented():
+    import tocsin.ext
+
+    doc = (ROOT / "docs" / "plugin-hooks.md").read_text()
+    assert [name for name in tocsin.ext.__all__ if f"`{name}`" not in doc] == []

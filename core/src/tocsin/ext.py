@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from tocsin.alerting.backtest import BacktestResult, WouldNotify
 from tocsin.alerting.evaluator import RuleStatus
+from tocsin.alerting.service import event_data as alert_event_data
 from tocsin.alerting.silences import parse_matchers
 from tocsin.config.schema import ApiKey, Port, ServerConfig
 from tocsin.errors import (
@@ -32,6 +33,7 @@ from tocsin.errors import (
 )
 from tocsin.events import Subscription
 from tocsin.health.check import CheckOutcome, HealthCheck, outcome_of
+from tocsin.health.state import worst_status
 from tocsin.hookspecs import hookimpl
 from tocsin.models import (
     LOG_LEVELS,
@@ -189,6 +191,7 @@ __all__ = [
     "WorkflowStep",
     "WouldNotify",
     "WriteOutcome",
+    "alert_event_data",
     "check_lease",
     "check_limit",
     "check_query",
@@ -211,4 +214,5 @@ __all__ = [
     "routing_labels",
     "scrub",
     "secrets_in",
+    "worst_status",
 ]

@@ -9,8 +9,10 @@ outbox live in `memory_alerts`; copying, filtering and paging in `memory_records
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -49,6 +51,21 @@ from tocsin.storage.protocol import (
 from tocsin.storage.rollups import LabelKey, check_query, evaluate, labels_key
 
 internal_log = logging.getLogger("tocsin")
+
+W = TypeVar("W", bound=Callable[..., Awaitable[Any]])
+
+
+def _writes(method: W) -> W:
+    """A write method that moves the store's change marker (after it ran, whether or not it raised)."""
+
+    @functools.wraps(method)
+    async def write(self: MemoryStorage, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._changes += 1
+
+    return write  # type: ignore[return-value]
 
 
 def _merge_rollups(old: MetricRollup, new: MetricRollup) -> MetricRollup:
@@ -89,6 +106,15 @@ class MemoryStorage(MemoryAlerts):
         self._executions: dict[str, WorkflowExecution] = {}
         self._steps: dict[tuple[str, str, int], WorkflowStep] = {}
         self._leases: dict[str, tuple[str, int]] = {}  # name -> (holder, expires_ns)
+        self._changes = 0  # the change marker: every write method adds one
+
+    # The alert, silence and outbox writes of MemoryAlerts, moving the change marker too.
+    save_alert = _writes(MemoryAlerts.save_alert)
+    save_silence = _writes(MemoryAlerts.save_silence)
+    delete_silence = _writes(MemoryAlerts.delete_silence)
+    enqueue_deliveries = _writes(MemoryAlerts.enqueue_deliveries)
+    claim_deliveries = _writes(MemoryAlerts.claim_deliveries)
+    record_attempt = _writes(MemoryAlerts.record_attempt)
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -97,6 +123,7 @@ class MemoryStorage(MemoryAlerts):
         """Nothing to flush; the data stays readable until the object is dropped."""
 
     # -- writes ------------------------------------------------------------------------------------
+    @_writes
     async def write_metrics(self, rollups: Sequence[MetricRollup]) -> None:
         """Store rollups; a rollup for an existing (series, start_ns) is merged into it."""
         for rollup in [detached(rollup) for rollup in rollups]:
@@ -104,6 +131,7 @@ class MemoryStorage(MemoryAlerts):
             old = series.get(rollup.start_ns)
             series[rollup.start_ns] = rollup if old is None else _merge_rollups(old, rollup)
 
+    @_writes
     async def write_spans(self, spans: Sequence[Span]) -> None:
         """Store spans; a stored span is replaced only by itself (same span_id, trace_id and start_ns).
 
@@ -122,6 +150,7 @@ class MemoryStorage(MemoryAlerts):
                 "tocsin: %d span(s) not stored: their span_id belongs to another stored span", collided
             )
 
+    @_writes
     async def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log records, numbering them from 1 in write order."""
         for record in [detached(record) for record in records]:
@@ -129,6 +158,7 @@ class MemoryStorage(MemoryAlerts):
             record.id = self._last_log_id
             self._logs.append(record)
 
+    @_writes
     async def write_health(self, results: Sequence[HealthResult]) -> None:
         """Append health check results."""
         self._health.extend(detached(result) for result in results)
@@ -249,14 +279,17 @@ class MemoryStorage(MemoryAlerts):
         return [detached(result) for result in found[:limit]]
 
     # -- workflows ---------------------------------------------------------------------------------
+    @_writes
     async def save_execution(self, execution: WorkflowExecution) -> None:
         """Create or replace an execution by id."""
         self._executions[execution.id] = detached(execution)
 
+    @_writes
     async def save_step(self, step: WorkflowStep) -> None:
         """Create or replace a step by (execution_id, name, started_ns)."""
         self._steps[(step.execution_id, step.name, step.started_ns)] = detached(step)
 
+    @_writes
     async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
         """Create or replace a batch of executions and steps; later ones win."""
         for execution in executions:
@@ -294,6 +327,7 @@ class MemoryStorage(MemoryAlerts):
         )
 
     # -- housekeeping ------------------------------------------------------------------------------
+    @_writes
     async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
         """Delete rows older than each signal's retention; returns every row deleted, per signal."""
         sweepers: dict[str, Callable[[int], int]] = {
@@ -372,6 +406,7 @@ class MemoryStorage(MemoryAlerts):
         return StorageStats(rows=rows)
 
     # -- leases ------------------------------------------------------------------------------------
+    @_writes
     async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
         """Take or renew the lease until now + ttl when it is free, expired or `holder`'s; True when held."""
         check_lease(name, holder, ttl_s, now_ns)
@@ -381,6 +416,7 @@ class MemoryStorage(MemoryAlerts):
         self._leases[name] = (holder, now_ns + round(ttl_s * 1e9))
         return True
 
+    @_writes
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if `holder` holds it."""
         check_lease(name, holder)
@@ -392,6 +428,11 @@ class MemoryStorage(MemoryAlerts):
         check_lease(name, now_ns=now_ns)
         current = self._leases.get(name)
         return current[0] if current is not None and current[1] > now_ns else None
+
+    # -- change feed -------------------------------------------------------------------------------
+    async def change_marker(self) -> int:
+        """How many write calls this store has had (only this process writes to memory)."""
+        return self._changes
 
 
 @hookimpl

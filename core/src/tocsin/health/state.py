@@ -12,7 +12,7 @@ non-critical component makes it degraded at worst.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tocsin.errors import ConfigError
@@ -92,14 +92,19 @@ def settle_effective(states: Mapping[str, ComponentState], now_ns: int) -> list[
 
 def system_status(states: Mapping[str, ComponentState]) -> HealthStatus:
     """Worst effective status over critical components; a non-critical unhealthy one degrades at worst."""
+    return worst_status((state.effective, state.critical) for state in states.values())
+
+
+def worst_status(statuses: Iterable[tuple[HealthStatus, bool]]) -> HealthStatus:
+    """The system status of (status, critical) pairs: the worst status of a critical component; an unhealthy
+    non-critical one degrades it at worst."""
     worst: HealthStatus = "unknown"
-    for state in states.values():
-        status: HealthStatus = state.effective
-        if not state.critical:
+    for status, critical in statuses:
+        if not critical:
             if status != "unhealthy":
                 continue
             status = "degraded"
-        if SEVERITY[status] > SEVERITY[worst]:
+        if SEVERITY.get(status, 0) > SEVERITY[worst]:
             worst = status
     return worst
 

@@ -316,6 +316,16 @@ class StorageBackend(Protocol):
     async def lease_holder(self, name: str, now_ns: int) -> str | None:
         """Who holds the lease `name` at `now_ns`, or None when it is free or expired."""
 
+    # -- change feed -------------------------------------------------------------------------------
+    async def change_marker(self) -> int:
+        """A number that grows whenever any process sharing the store commits a write, this one included.
+
+        Cheap enough to call several times a second: a process polls it to learn that others wrote (new logs,
+        spans, alert transitions, health results) and then reads what is new by its own cursors. It never
+        stays the same across a committed write; it may also move without one (a spurious change only costs
+        a read), and reads never move it. Only its changes mean something: each instance counts from its own
+        start. SQLite watches `PRAGMA data_version`; a server database can count LISTEN/NOTIFY messages."""
+
 
 RETENTION_SIGNALS: tuple[str, ...] = tuple(Retention.__struct_fields__)
 """The signal names a retention sweep reports on."""

@@ -24,6 +24,7 @@ from litestar.openapi import OpenAPIConfig
 import tocsin
 from tocsin import Monitor
 from tocsin_api.auth import KeyRing, actor_of, scope_guard
+from tocsin_api.feed import ChangeFeed
 from tocsin_api.problems import EXCEPTION_HANDLERS, PROBLEM_RESPONSES
 from tocsin_api.requests import LenientJSONRequest
 from tocsin_api.routes import ROUTES, probes
@@ -54,7 +55,12 @@ def _lifespan(monitor: Monitor) -> Callable[[Litestar], contextlib.AbstractAsync
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with monitor:
-            yield
+            feed = ChangeFeed(monitor)  # what other processes write, on this process's bus
+            await feed.start()
+            try:
+                yield
+            finally:
+                await feed.stop()
 
     return lifespan
 

@@ -55,6 +55,7 @@ from tocsin.ext import (
     compile_matchers,
 )
 from tocsin_sqlite import search
+from tocsin_sqlite.changes import ChangeWatch
 from tocsin_sqlite.config import SQLiteConfig
 from tocsin_sqlite.connection import SQLiteDatabase, connect, enable_wal
 from tocsin_sqlite.dialect import SQLiteDialect
@@ -75,6 +76,7 @@ class SQLiteBackend(SQLiteStorage):
         self._statements = StatementCache(self._dialect)
         self._checkpointer = Checkpointer(self.path, self.config.wal_limit_mb * 2**20, float(self.config.busy_timeout))
         self._pool: Pool | None = None
+        self._changes: ChangeWatch | None = None
         self._log_keys = LogKeys()  # the writer thread's memory of the newest log ids (only it uses this)
         self.schema_found: int | None = None
 
@@ -125,11 +127,20 @@ class SQLiteBackend(SQLiteStorage):
             raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
         pool = Pool(self._connect, self.config.readers, self._checkpointer)
         await asyncio.to_thread(pool.start)
-        self._pool = pool
+        changes = ChangeWatch(self.path, float(self.config.busy_timeout))
+        try:
+            await asyncio.to_thread(changes.open)
+        except BaseException:
+            await asyncio.to_thread(pool.stop)
+            raise
+        self._pool, self._changes = pool, changes
 
     async def close(self) -> None:
         """Finish queued work and close every connection. Safe to call twice."""
         pool, self._pool = self._pool, None
+        changes, self._changes = self._changes, None
+        if changes is not None:
+            changes.close()
         if pool is not None:
             await asyncio.to_thread(pool.stop)
 
@@ -378,3 +389,12 @@ class SQLiteBackend(SQLiteStorage):
         """Who holds the lease at `now_ns`, or None."""
         check_lease(name, now_ns=now_ns)
         return await self._read(lambda db: leases.holder(db, name, now_ns), f"read lease {name!r}")
+
+    # -- change feed ------------------------------------------------------------------------------------------
+    async def change_marker(self) -> int:
+        """A counter that moves whenever a commit reached the file since the last call, from this process's
+        writer or any other process (`PRAGMA data_version` on a connection of its own, tocsin_sqlite.changes)."""
+        changes = self._changes
+        if changes is None:
+            raise StorageError(f"the SQLite storage at {self.path} is not open")
+        return await asyncio.to_thread(changes.marker)

@@ -15,13 +15,15 @@ The tests use only the `StorageBackend` protocol (no peeking at internals), fixe
 (no sleeping), and log text queries made of plain words and one quoted phrase.
 
 The tests live in one mixin per area (`metrics`, `traces`, `logs`, `alerts`, `outbox`, `health`, `workflows`,
-`housekeeping`, `leases`), each built on `base.ContractBase` and the record factories in `records`. The mixins are not
-named `Test*`, so pytest collects them only through a backend's subclass of `StorageBackendContract`.
+`housekeeping`, `leases`, `feed`), each built on `base.ContractBase` and the record factories in `records`. The
+mixins are not named `Test*`, so pytest collects them only through a backend's subclass of
+`StorageBackendContract`.
 """
 
 from __future__ import annotations
 
 from tocsin.testing.contracts.alerts import AlertsContract
+from tocsin.testing.contracts.feed import FeedContract
 from tocsin.testing.contracts.health import HealthContract
 from tocsin.testing.contracts.housekeeping import HousekeepingContract
 from tocsin.testing.contracts.leases import LeasesContract
@@ -35,8 +37,9 @@ __all__ = ["StorageBackendContract"]
 
 
 # pytest collects the tests of base classes last base first, so listing the areas in reverse runs them
-# metrics first, then housekeeping, and leases last.
+# metrics first, then housekeeping, leases, and the change feed last.
 class StorageBackendContract(
+    FeedContract,
     LeasesContract,
     HousekeepingContract,
     WorkflowsContract,

@@ -343,3 +343,21 @@ def test_the_hub_lets_go_of_the_bus_when_the_last_client_leaves(server):
         time.sleep(0.01)
     assert not hub.running and hub.feeds == 0 and not hub.clients
     assert len(server.monitor.events._subscriptions) == subscriptions
+
+
+def test_a_record_stamped_a_little_earlier_than_one_already_pushed_still_goes_out(server):
+    """SQLite log ids are time keys: a late record (another process's clock) has a smaller id than one already
+    pushed, and must be pushed all the same."""
+    from tocsin.ext import LogRecord
+
+    monitor = server.monitor
+    with connect(url(server)) as ws:
+        subscribe(ws, "logs", q="shipped")
+        now = time.time_ns() + 3 * 10**9  # both records are after the subscription began
+        server.call(monitor.storage.write_logs([LogRecord(time_ns=now, level="info", message="order 2 shipped")]))
+        monitor.events.publish(Event(topic="logs", type="written", time_ns=now))
+        assert [r["message"] for r in recv(ws)["data"]["records"]] == ["order 2 shipped"]
+        late = LogRecord(time_ns=now - 2 * 10**9, level="info", message="order 1 shipped")
+        server.call(monitor.storage.write_logs([late]))
+        monitor.events.publish(Event(topic="logs", type="written", time_ns=now))
+        assert [r["message"] for r in recv(ws)["data"]["records"]] == ["order 1 shipped"]

@@ -69,6 +69,8 @@ WORKFLOW_LOOKBACK_NS = 3600 * 10**9
 MIN_NS, MAX_NS = -(2**63), 2**63 - 1
 METRIC_WINDOW_NS = 60 * 10**9
 METRIC_STEP_S = 10.0
+SEEN_LOGS = 10_000
+"""Log records remembered as pushed, per query."""
 SEEN_SPANS = 10_000
 BUS_BUFFER = 10_000
 """How many bus events the hub keeps waiting for it (the bus drops the oldest beyond that)."""
@@ -245,33 +247,38 @@ class _Feed:
 
 
 class LogFeed(_Feed):
-    """The new log records matching one query, read once per `logs/written` event for all its clients."""
+    """The new log records matching one query, read once per `logs/written` event for all its clients.
+
+    What is new is what has not been pushed yet, remembered by id for the last `SEEN_LOGS` records: ids are
+    time keys, so a record another process stamped a little earlier than one already pushed has a smaller
+    id, and it must still go out (within the `LOG_SLACK_NS` the query looks back).
+    """
 
     def __init__(self, hub: Hub, query: str) -> None:
         self.query = query
         self.newest_ns = 0
-        self.max_id: int | None = None
+        self.seen: collections.OrderedDict[object, None] = collections.OrderedDict()
         super().__init__(hub)
         self.newest_ns = self.since_ns
-
-    def _fresh(self, record: LogRecord) -> bool:
-        if record.id is not None:
-            return self.max_id is None or record.id > self.max_id
-        return record.time_ns > self.newest_ns
 
     async def refresh(self, storage: StorageBackend) -> None:
         start = max(self.since_ns, self.newest_ns - LOG_SLACK_NS)
         page = await storage.search_logs(LogQuery(text=self.query, start_ns=start, limit=PUSH_LIMIT))
         self.hub.reads += 1
-        fresh = [hit.record for hit in reversed(page.items) if self._fresh(hit.record)]
+        fresh = [hit.record for hit in reversed(page.items) if _log_key(hit.record) not in self.seen]
         if not fresh:
             return
+        for record in fresh:
+            self.seen[_log_key(record)] = None
+        while len(self.seen) > SEEN_LOGS:
+            self.seen.popitem(last=False)
         self.newest_ns = max(self.newest_ns, *(record.time_ns for record in fresh))
-        ids = [record.id for record in fresh if record.id is not None]
-        if ids:
-            self.max_id = max(ids if self.max_id is None else [self.max_id, *ids])
         truncated = page.next_cursor is not None and len(fresh) == len(page.items)
         self.push("logs", "records", {"records": fresh, "truncated": truncated}, max(r.time_ns for r in fresh))
+
+
+def _log_key(record: LogRecord) -> object:
+    return record.id if record.id is not None else (record.time_ns, record.service, record.message)
 
 
 def _span_key(span: Span) -> tuple[str, str, int | None]:

@@ -104,3 +104,18 @@ def test_stats_say_which_process_leads(client, server):
     stats = client.get("/api/v1/stats").json()
     assert stats["leader"] is True and stats["holder"] == server.monitor.holder
     assert stats["lease_holder"] == server.monitor.holder
+
+
+def test_every_operation_of_the_api_is_documented_in_docs_api_md(client):
+    import pathlib
+    import re
+
+    def shape(text: str) -> str:  # path parameters may be named differently in prose
+        return re.sub(r"\{[^}]*\}", "{}", text)
+
+    doc = shape((pathlib.Path(__file__).resolve().parents[3] / "docs" / "api.md").read_text())
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    missing = [f"{method.upper()} {path}" for path, operations in paths.items() for method in operations
+               if method in ("get", "post", "put", "delete", "patch")
+               and shape(f"{method.upper()} {path}") not in doc]
+    assert missing == []

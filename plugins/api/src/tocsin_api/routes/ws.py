@@ -2,7 +2,7 @@
 
 The client subscribes to topics (`alerts`, `health`, `workflows`, `notifications`, `system`, `logs` with an
 optional log query, `traces`, `metrics:<name>`) and gets `{topic, type, data, cursor}` messages as things
-happen; reconnecting with `?since=<cursor>` replays from storage what it missed. docs/api/websocket.md
+happen; reconnecting with `?since=<cursor>` replays from storage what it missed. docs/api.md (WebSocket)
 describes the protocol. The fan-out lives in `tocsin_api.hub`; this module is the connection: a reader task
 (the client's messages), a sender task (draining the client's bounded queue), and the close when the client
 is too slow (1013).

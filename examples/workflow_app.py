@@ -9,6 +9,10 @@ and a small config given as a dict: a `log` channel and an alert rule on the wor
 two go well, one fails on a bad row, one is slow enough to be reported stuck; a second workflow is expected
 every 200 ms and never runs, so it is reported missed. The failure fires the rule, and the notification
 lands in tocsin's own log through the `log` channel.
+
+Run it again and ./tocsin.db holds every run: the example reads back only what this run recorded, while the
+alert rule looks at the last hour, so it counts the failures of earlier runs too, and an alert still firing
+from an earlier run is not notified again until the channel's repeat_interval (4h) has passed.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ CONFIG = {
 
 
 def main() -> None:
+    since = time.time_ns()  # ./tocsin.db keeps earlier runs: read back only what this run recorded
     monitor = tocsin.Monitor.from_config(CONFIG)  # storage: the embedded default
     workflows = monitor.workflows
     workflows.expect("nightly-etl", max_duration=0.2)
@@ -88,14 +93,14 @@ def main() -> None:
         report = ask(monitor.alerting.evaluate())  # the evaluator runs every evaluation_interval; ask it now
         ask(monitor.notify.dispatch_due())
         ask(monitor.notify.settled())
-        page = ask(workflows.executions(name="nightly-etl"))
-        [failed] = ask(workflows.executions(name="nightly-etl", status="failed")).items
+        page = ask(workflows.executions(name="nightly-etl", start_ns=since))
+        [failed] = ask(workflows.executions(name="nightly-etl", status="failed", start_ns=since)).items
         failed_execution, failed_steps = ask(workflows.get(failed.id))
         ask(monitor.flush())
         trace = ask(monitor.storage.get_trace(failed.trace_id))
         logs = ask(monitor.storage.search_logs(LogQuery(execution_id=failed.id)))
-        stats = ask(workflows.stats("nightly-etl"))
-        notices = ask(monitor.storage.search_logs(LogQuery(text="nightly-etl-failing")))
+        stats = ask(workflows.stats("nightly-etl", start_ns=since))
+        notices = ask(monitor.storage.search_logs(LogQuery(text="nightly-etl-failing", start_ns=since)))
 
     print(f"storage backend: {monitor.config.storage.backend}")
     print(f"executions of nightly-etl: {page.total}")
@@ -119,6 +124,10 @@ def main() -> None:
         print(f"  step {step.name}: {step.count} runs, {step.failed} failed, p50 {step.p50 * 1000:.2f} ms")
     for alert in report.alerts:
         print(f"alert {alert.rule}: {alert.state} (value {alert.value:g}) - {alert.annotations.get('summary')}")
+        if alert.fired_at_ns is not None and alert.fired_at_ns < since:
+            fired = time.strftime("%H:%M:%S", time.localtime(alert.fired_at_ns / 1e9))
+            print(f"  firing since an earlier run ({fired}), which notified it: no new notification before"
+                  " the channel's repeat_interval (4h)")
     for hit in notices.items:
         print(f"notification via the log channel: [{hit.record.level}] {hit.record.message.splitlines()[0]}")
     seen = events.drain()

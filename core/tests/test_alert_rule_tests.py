@@ -178,7 +178,7 @@ def test_alerts_commands_against_a_config_storage(tmp_path, capsys, monkeypatch)
     code, out, err = run_cli(capsys, "alerts", "ack", fingerprint, "--by", "ann", "--for", "1h", "--comment", "on it")
     assert code == 0 and out.strip().endswith("{queue=mail} (acknowledged by ann)"), err
     code, out, _ = run_cli(capsys, "alerts", "resolve", fingerprint, "--by", "bob")
-    assert code == 0 and out.strip().endswith("(resolved)")
+    assert code == 0 and out.startswith(f"{fingerprint}  resolved ")  # issue 18: not `firing ... (resolved)`
     code, out, _ = run_cli(capsys, "alerts", "list", "--json", "--state", "firing")
     assert code == 0 and '"handling": "resolved"' in out
     code, _, err = run_cli(capsys, "alerts", "ack", "0000")

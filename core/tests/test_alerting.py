@@ -581,3 +581,37 @@ async def test_add_rule_refuses_bad_rules_naming_them(alerting):
     text = str(caught.value)
     assert "rule 'bad'.op: unknown alert operator 'bigger'" in text and "unknown channel 'pager'; ops" in text
     assert alerting.remove_rule("q") and not alerting.remove_rule("q")
+
+
+async def test_alerts_lists_stored_alerts_by_state_rule_and_severity(monitor, alerting):
+    alerting.add_rule(name="q", metric="depth", aggregate="last", window="1m", threshold=10, by=["queue"])
+    alerting.add_rule(name="hot", metric="temp", aggregate="last", window="1m", threshold=30, severity="critical")
+    await write_gauges(monitor, "depth", [50, 50], queue="mail")
+    await write_gauges(monitor, "depth", [50, 0], queue="sms")
+    await write_gauges(monitor, "temp", [0, 40])
+    await evaluate_minutes(alerting, range(2))
+    in_play = await alerting.alerts()
+    assert [(a.rule, a.labels.get("queue"), a.state) for a in in_play] == [
+        ("hot", None, "firing"), ("q", "mail", "firing")]
+    assert [a.labels["queue"] for a in await alerting.alerts(state="resolved")] == ["sms"]
+    assert len(await alerting.alerts(state=["firing", "resolved"])) == 3
+    assert [a.rule for a in await alerting.alerts(severity="critical")] == ["hot"]
+    assert [a.labels["queue"] for a in await alerting.alerts(rule="q", state=["firing", "resolved"], limit=None)] \
+        == ["sms", "mail"]
+    assert len(await alerting.alerts(state=["firing", "resolved"], limit=2)) == 2
+    mail = (await alerting.alerts(rule="q"))[0]
+    acknowledged = await alerting.acknowledge(mail.fingerprint, by="ann")
+    assert acknowledged.handling == "acknowledged"
+
+
+def test_the_listing_example_in_docs_alerting_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "alerting.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "list_and_acknowledge" in b]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "alerting.md (listing alerts)", "exec"), {"__name__": "__main__"})
+    [line] = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"[0-9a-f]{16} mail 250\.0", line)
+    assert list(tmp_path.iterdir()) == []

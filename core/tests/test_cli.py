@@ -108,5 +108,107 @@ def test_config_check_reports_without_traceback(tmp_path, content, expected):
 
 def test_config_check_missing_file(tmp_path):
     result = run("config", "check", str(tmp_path / "nope.toml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, as for every command's --config (test_a_missing_config_...)
     assert result.stderr.splitlines()[0] == f"{tmp_path / 'nope.toml'}: no such file"
+
+
+EGRESS_REFUSED = """\
+    [[channels]]
+    name = "chat"
+    type = "slack"
+    webhook_url = "http://127.0.0.1:9/hook"
+
+    [[channels]]
+    name = "hook"
+    type = "webhook"
+    url = "ftp://example.com/x"
+    """
+
+
+def test_config_check_reports_urls_the_egress_guard_refuses_with_path_and_line(tmp_path):
+    pytest.importorskip("tocsin_slack")
+    pytest.importorskip("tocsin_webhook")
+    path = tmp_path / "tocsin.toml"
+    path.write_text(textwrap.dedent(EGRESS_REFUSED))
+    result = run("config", "check", str(path))
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.splitlines() == [
+        f"{path}:1: channels[0]: webhook_url: refusing to connect to 127.0.0.1: 127.0.0.1 is not a public address; "
+        "list it in [notifications.egress] allow to permit it",
+        f"{path}:6: channels[1]: url: only http and https URLs are allowed, got ftp scheme",
+        f"{path}: 2 problems",
+    ]
+    assert "/hook" not in result.stderr  # a webhook URL's path is its token
+
+
+@pytest.mark.parametrize("name", ["egress-refused", "egress-allowed", "full"])
+async def test_a_config_that_passes_check_starts_and_one_that_fails_does_not(tmp_path, name):
+    pytest.importorskip("tocsin_slack")
+    pytest.importorskip("tocsin_webhook")
+    from tocsin import Monitor
+    from tocsin.errors import ConfigError
+
+    text = {
+        "egress-refused": EGRESS_REFUSED,
+        "egress-allowed": EGRESS_REFUSED.replace("ftp://", "https://")
+        + '[notifications.egress]\nallow = ["127.0.0.1"]\n',
+        "full": """\
+            service = "shop"
+            [storage]
+            backend = "memory"
+            [[channels]]
+            name = "ops"
+            type = "log"
+            [[channels]]
+            name = "hook"
+            type = "webhook"
+            url = "https://hooks.example.com/x"
+            fallback = "ops"
+            [[alerting.rules]]
+            name = "slow"
+            metric = "latency"
+            threshold = 1
+            channels = ["hook"]
+            [[health.checks]]
+            name = "db"
+            type = "tcp"
+            host = "127.0.0.1"
+            port = 9
+            [[health.checks]]
+            name = "api"
+            type = "http"
+            url = "http://127.0.0.1:9/health"
+            depends_on = ["db"]
+            [[workflows.expect]]
+            name = "nightly"
+            schedule = "every 1h"
+            """,
+    }[name]
+    path = tmp_path / "tocsin.toml"
+    path.write_text(textwrap.dedent(text))
+    checked = run("config", "check", str(path))
+    try:
+        monitor = Monitor.from_config(path)
+        await monitor.astart()
+        await monitor.aclose()
+        started = True
+    except ConfigError:
+        started = False
+    assert (checked.returncode == 0) == started, checked.stderr
+    assert started == (name != "egress-refused")
+
+
+@pytest.mark.parametrize("command", [
+    ["config", "check", "MISSING"],
+    ["alerts", "list", "--config", "MISSING"],
+    ["logs", "search", "x", "--config", "MISSING"],
+    ["notify", "test", "ops", "--config", "MISSING"],
+    ["serve", "--config", "MISSING"],
+])
+def test_a_missing_config_file_is_a_usage_error_for_every_command(tmp_path, command):
+    if command[0] == "serve":
+        pytest.importorskip("tocsin_api")
+    missing = str(tmp_path / "missing.toml")
+    result = run(*[missing if arg == "MISSING" else arg for arg in command], env={"TOCSIN_CONFIG": ""})
+    assert result.returncode == 2, result.stderr
+    assert "missing.toml" in result.stderr and "Traceback" not in result.stderr

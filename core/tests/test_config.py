@@ -303,3 +303,165 @@ def test_documented_toml_examples_load(registries):
                          environ={"TOCSIN_CI_KEY": "k"})
     assert config.alerting.rules[0].channels == ["ops"]
     assert config.tracing.sample_rate == 0.1
+
+
+class GuardedChannel(NotificationChannel):
+    """A channel whose own check asks the egress guard about its URL, as the HTTP channels do."""
+
+    class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+        url: str
+
+    def validate_config(self) -> list[str]:
+        from tocsin.errors import EgressDenied
+
+        try:
+            assert self.egress is not None, "the loader hands every channel the config's egress guard"
+            self.egress.check_url(self.config.url)
+        except EgressDenied as error:
+            return [f"url: {error}"]
+        return []
+
+    async def send(self, notification):
+        raise NotImplementedError
+
+
+class GuardedPlugin:
+    __name__ = "test-guarded-plugin"
+
+    @hookimpl
+    def register_notification_channels(self, register):
+        register("guarded", GuardedChannel)
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    return build_registries(make_plugin_manager(TestPlugin(), GuardedPlugin(), entrypoints=False))
+
+
+def test_urls_the_egress_guard_refuses_are_problems_with_path_and_line(tmp_path, guarded):
+    path = write(tmp_path, """\
+        [[channels]]
+        name = "loop"
+        type = "guarded"
+        url = "http://127.0.0.1:8080/hook"
+
+        [[channels]]
+        name = "ftp"
+        type = "guarded"
+        url = "ftp://example.com/x"
+
+        [[channels]]
+        name = "allowed"
+        type = "guarded"
+        url = "http://10.1.2.3/hook"
+
+        [notifications.egress]
+        allow = ["10.0.0.0/8"]
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, registries=guarded, environ={})
+    assert problems_of(caught.value) == [
+        "1:channels[0]: url: refusing to connect to 127.0.0.1: 127.0.0.1 is not a public address; "
+        "list it in [notifications.egress] allow to permit it",
+        "6:channels[1]: url: only http and https URLs are allowed, got ftp scheme",
+    ]
+
+
+def test_structural_reference_and_channel_problems_are_reported_together(tmp_path, guarded):
+    path = write(tmp_path, """\
+        [tracing]
+        sample_rat = 0.5
+
+        [[channels]]
+        name = "ops"
+        type = "guarded"
+        url = "http://127.0.0.1/x"
+
+        [[channels]]
+        name = "ops"
+        type = "log"
+
+        [[alerting.rules]]
+        name = "r"
+        metric = "m"
+        threshold = "high"
+        channels = ["pager"]
+
+        [[health.checks]]
+        name = "db"
+        type = "tcp"
+        host = "localhost"
+        port = 5432
+        depends_on = ["net"]
+        """)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, registries=guarded, environ={})
+    assert problems_of(caught.value) == [
+        "2:tracing.sample_rat: unknown key (did you mean 'sample_rate'?)",
+        "4:channels[0]: url: refusing to connect to 127.0.0.1: 127.0.0.1 is not a public address; "
+        "list it in [notifications.egress] allow to permit it",
+        "10:channels[1].name: duplicate name 'ops'",
+        "16:alerting.rules[0].threshold: expected a number or a list, got a string 'high'",
+        "17:alerting.rules[0].channels[0]: unknown channel 'pager'; ops",
+        "24:health.checks[0].depends_on[0]: unknown component 'net'",
+    ]
+
+
+def test_references_are_checked_when_the_section_itself_has_structural_problems(registries):
+    data = {
+        "channels": [{"name": "ops", "type": "log", "min_severity": "urgent"}, {"name": "ops", "type": "log"}],
+        "alerting": {"rules": [{"name": "r", "op": "bigger", "channels": ["pager", 3]}]},
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(data, registries=registries, environ={})
+    messages = str(caught.value).splitlines()
+    assert "channels[0].min_severity: expected one of info|warning|error|critical, got 'urgent'" in messages
+    assert "channels[1].name: duplicate name 'ops'" in messages
+    assert any(m.startswith("alerting.rules[0].op: unknown alert operator 'bigger'; installed: gt (") for m in messages)
+    assert "alerting.rules[0].channels[0]: unknown channel 'pager'; ops" in messages
+    assert "alerting.rules[0].channels[1]: expected a string, got an integer 3" in messages
+    assert len(messages) == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"storage": {"bakend": "memory"}}, "storage.bakend: unknown key (did you mean 'backend'?)"),
+        ({"channels": [{"name": "a", "type": "log", "min_severty": "error"}]},
+         "channels[0].min_severty: unknown key (did you mean 'min_severity'?)"),
+        ({"channels": [{"name": "a", "type": "hook", "url": "x", "timout": "5s"}]},
+         "channels[0].timout: unknown key (did you mean 'timeout'?)"),
+        ({"health": {"checks": [{"name": "a", "type": "tcp", "host": "h", "port": 1, "critcal": False}]}},
+         "health.checks[0].critcal: unknown key (did you mean 'critical'?)"),
+        ({"plugins": {"extr": {}}}, "plugins.extr: unknown plugin section (did you mean 'extra'?); "
+                                    "installed: extra (test-config-plugin)"),
+    ],
+)
+def test_an_unknown_key_in_any_section_suggests_the_close_one(data, expected, registries):
+    with pytest.raises(ConfigError) as caught:
+        load_config(data, registries=registries, environ={})
+    assert str(caught.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "name"),
+    [
+        ({"channels": [{"name": "a", "type": "slack", "webhook_url": "x"}]}, "channels[0].type", "slack"),
+        ({"channels": [{"name": "a", "type": "pagerduty"}]}, "channels[0].type", "pagerduty"),
+        ({"storage": {"backend": "sqlite", "path": "x.db"}}, "storage.backend", "sqlite"),
+        ({"storage": {"backend": "postgres"}}, "storage.backend", "postgres"),
+    ],
+)
+def test_a_known_plugin_that_is_not_installed_says_what_to_install(data, path, name, registries):
+    with pytest.raises(ConfigError) as caught:
+        load_config(data, registries=registries, environ={})
+    [problem] = caught.value.problems
+    assert problem.path == path
+    assert problem.message.startswith("unknown ")
+    assert problem.message.endswith(f"; {name!r} comes with tocsin-{name}: install it (pip install tocsin-{name})")
+
+
+def test_an_unknown_name_that_no_tocsin_plugin_provides_gets_no_install_hint(registries):
+    with pytest.raises(ConfigError) as caught:
+        load_config({"channels": [{"name": "a", "type": "discord"}]}, registries=registries, environ={})
+    assert "pip install" not in str(caught.value) and "comes with" not in str(caught.value)

@@ -299,3 +299,43 @@ async def test_with_leader_lease_0_the_monitor_always_leads_and_keeps_no_lease()
         assert monitor.is_leader and _leader_work_runs(monitor)
         assert await monitor.storage.lease_holder("leader", monitor.clock.now_ns()) is None
     assert not monitor.is_leader
+
+
+# -- flush() and run_sync() from sync code (issue 18) ----------------------------------------------------------
+
+
+def test_flush_in_sync_code_writes_now_to_a_real_sqlite_file(tmp_path):
+    import warnings
+
+    pytest.importorskip("tocsin_sqlite")
+    monitor = Monitor.from_config({"storage": {"backend": "sqlite", "path": str(tmp_path / "app.db")},
+                                   "logging": {"flush_interval": "1h"}})
+    with monitor, warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" fails the test
+        monitor.log.info("written by a sync flush")
+        monitor.flush()  # as docs/getting-started.md writes it: no await, no run_sync
+        page = monitor.run_sync(monitor.storage.search_logs(LogQuery(text="sync")))
+        assert [hit.record.message for hit in page.items] == ["written by a sync flush"]
+        monitor.log.info("second")
+        monitor.run_sync(monitor.flush())  # the older spelling still works
+        assert monitor.run_sync(monitor.storage.search_logs(LogQuery(text="second"))).total == 1
+
+        async def from_another_loop() -> int:  # the app's own loop, while the monitor runs on its thread
+            monitor.log.info("third")
+            await monitor.flush()
+            return (await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                monitor.storage.search_logs(LogQuery(text="third")), monitor.loop))).total
+
+        assert asyncio.run(from_another_loop()) == 1
+
+
+def test_run_sync_and_flush_after_close_say_the_monitor_is_closed():
+    monitor = make_monitor()
+    with monitor:
+        monitor.log.info("kept")
+    with pytest.raises(TocsinError, match="the monitor is closed"):
+        monitor.run_sync(monitor.storage.search_logs(LogQuery()))
+    with pytest.raises(TocsinError, match="the monitor is closed"):
+        monitor.flush()
+    with pytest.raises(TocsinError, match="not started"):
+        make_monitor().flush()

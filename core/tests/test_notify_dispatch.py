@@ -306,3 +306,50 @@ async def test_rate_limited_sends_wait_their_turn_and_stopping_leaves_them_lease
         await clock.advance(1)
         await flush(later)
     assert [n.alert.fingerprint for n in sent(later, "slow")] == ["c"]
+
+
+class ContextSeeing(CapturingChannel):
+    """A capturing channel that also records the render context it sees while sending."""
+
+    def __init__(self, config: msgspec.Struct | None = None, *, name: str = "captured") -> None:
+        super().__init__(config, name=name)
+        self.contexts: list[object] = []
+
+    async def send(self, notification: Notification) -> None:
+        from tocsin.notify.templates import current_render
+
+        self.contexts.append(current_render.get())
+        await super().send(notification)
+
+
+class SeeingPlugin:
+    __name__ = "test-notify-dispatch-seeing"
+
+    @hookimpl
+    def register_notification_channels(self, register):
+        register("seeing", ContextSeeing)
+
+
+async def test_every_alert_of_a_group_reaches_the_channel_with_its_kind_and_the_render_context():
+    clock = VirtualClock(T0)
+    monitor = service_for([{"name": "cap", "type": "seeing", "group_by": ["alertname"]}], clock, SeeingPlugin(),
+                          group_wait="30s", group_interval="60s")
+    async with monitor:
+        service = monitor.notify
+        for i in range(3):
+            await notify(service, alert(f"fp{i}", host=f"h{i}"))
+            await clock.advance(0.001)
+        await clock.advance(30)
+        await flush(service)
+        await notify(service, alert("fp1", state="resolved", host="h1"), "resolved")
+        await clock.advance(0.001)
+        await notify(service, alert("fp3", host="h3"))
+        await clock.advance(60)
+        await flush(service)
+    first, second = sent(service)
+    assert [a.fingerprint for a in first.alerts] == ["fp0", "fp1", "fp2"]
+    assert first.alert_kinds == ["firing"] * 3 and first.alert == first.alerts[0]
+    assert [(k, a.fingerprint) for k, a in second.alert_events()] == [("resolved", "fp1"), ("firing", "fp3")]
+    contexts = service.channels["cap"].contexts
+    assert [[a.fingerprint for _, a in c.alerts] for c in contexts] == [["fp0", "fp1", "fp2"], ["fp1", "fp3"]]
+    assert contexts[1].group_labels == {"alertname": "disk-full"}

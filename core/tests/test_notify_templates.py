@@ -112,3 +112,35 @@ def test_templates_in_config_are_checked_when_it_loads():
     data["notifications"]["rule_templates"]["disk-full"]["body"] = "Disk full on {{ alert.labels.host }}"
     config = load_config(data, registries=registries, environ={})
     assert config.notifications.rule_templates["disk-full"].body == "Disk full on {{ alert.labels.host }}"
+
+
+def test_the_default_body_shows_the_rule_condition_beside_the_value():
+    from tocsin.config.schema import RuleConfig, SeverityLevel
+    from tocsin.values import Duration
+
+    disk = RuleConfig(name="disk-full", metric="disk_used", aggregate="max", window=Duration(300),
+                      match={"mount": "/"}, op="gte", threshold=90.0,
+                      levels=[SeverityLevel(severity="critical", threshold=97.0)])
+    band = RuleConfig(name="temp", metric="temp_c", op="outside", threshold=[10.0, 30.5], window=Duration(3600))
+    alerts = [Alert(fingerprint="a", rule="disk-full", severity="warning", value=91.5),
+              Alert(fingerprint="b", rule="disk-full", severity="critical", value=98.0),
+              Alert(fingerprint="c", rule="temp", value=31.0)]
+    _, body = render_text(context("firing", *alerts, rules={"disk-full": disk, "temp": band}))
+    assert body.splitlines() == [
+        '- [FIRING] disk-full value=91.5 (max(disk_used{mount="/"}) over 5m >= 90)',
+        '- [FIRING] disk-full value=98.0 (max(disk_used{mount="/"}) over 5m >= 97)',
+        "- [FIRING] temp value=31.0 (avg(temp_c) over 1h outside [10, 30.5])"]
+    variables = context("firing", alerts[1], rules={"disk-full": disk}).variables()
+    shown = (variables["alert"]["threshold"], variables["alert"]["expression"])
+    assert shown == (97.0, 'max(disk_used{mount="/"}) over 5m')
+
+
+async def test_a_dispatched_message_shows_the_configured_rule_condition():
+    from tocsin.testing import make_monitor
+
+    rule = {"name": "cpu-high", "metric": "cpu_percent", "aggregate": "p95", "window": "10m", "op": "gt",
+            "threshold": 85}
+    config = {"channels": [{"name": "cap", "type": "captured"}], "alerting": {"rules": [rule]}}
+    async with make_monitor(config=config) as monitor:
+        preview = monitor.notify.preview(Alert(fingerprint="f", rule="cpu-high", value=92.0, state="firing"), "cap")
+    assert preview.notification.body == "- [FIRING] cpu-high value=92.0 (p95(cpu_percent) over 10m > 85)\n"

@@ -366,3 +366,26 @@ def test_importing_tocsin_does_not_import_plugins_or_heavy_modules():
     code = "import sys, tocsin; print(sorted(m for m in sys.modules if m.startswith(('tocsin_', 'httpx'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_tocsin_load_plugins_takes_the_entry_point_name_too(fake_dist, monkeypatch, capsys):
+    fake_dist("tocsin-near", "1.2.3", "tocsin_near", GOOD_PLUGIN)
+    fake_dist("tocsin-far", "1.0.0", "tocsin_far", GOOD_PLUGIN.replace("near", "far"))
+    monkeypatch.setenv("TOCSIN_LOAD_PLUGINS", "near")  # as `tocsin plugins` shows it, not tocsin-near
+    pm = make_plugin_manager()
+    assert pm.get_plugin("near") is not None and pm.get_plugin("far") is None
+    assert pm.load_failures == []
+    assert capsys.readouterr().err == ""
+
+
+def test_tocsin_load_plugins_says_clearly_when_a_name_matches_nothing(fake_dist, monkeypatch, capsys):
+    fake_dist("tocsin-near", "1.2.3", "tocsin_near", GOOD_PLUGIN)
+    monkeypatch.setenv("TOCSIN_LOAD_PLUGINS", "nearby,near")
+    pm = make_plugin_manager()
+    assert pm.get_plugin("near") is not None
+    [failure] = pm.load_failures
+    message = str(failure)
+    assert message.startswith("plugin 'nearby' named in TOCSIN_LOAD_PLUGINS is not installed")
+    assert "near (tocsin-near)" in message.split("installed: ", 1)[1]
+    assert "'?'" not in message
+    assert capsys.readouterr().err.strip() == f"tocsin: {message}"

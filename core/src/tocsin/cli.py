@@ -8,6 +8,7 @@ import click
 import msgspec
 
 from tocsin import __version__
+from tocsin.config.source import ConfigFileMissing
 from tocsin.errors import ConfigError, TocsinError
 from tocsin.plugins import PluginManager, build_registries, describe_plugins, make_plugin_manager
 
@@ -56,13 +57,28 @@ def config() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.pass_context
 def config_check(ctx: click.Context, path: str) -> None:
-    """Validate a tocsin.toml (or .json) and print every problem with its location."""
+    """Validate a tocsin.toml (or .json) as startup would and print every problem with its location.
+
+    Exit 0 when the config is good, 1 when it has problems, 2 when the file does not exist.
+    """
+    from pathlib import Path
+
     from tocsin.assembly import load_config
+    from tocsin.config.source import locate
+    from tocsin.monitor import Monitor
 
     pm = _plugin_manager(ctx)
+    registries = build_registries(pm)
     try:
-        load_config(path, registries=build_registries(pm))
+        config = load_config(path, registries=registries)
+        Monitor(config, pm=pm, registries=registries)  # builds every service as startup does, starts nothing
+    except ConfigFileMissing as error:
+        click.echo(str(error), err=True)
+        ctx.exit(ConfigFileMissing.exit_code)
     except ConfigError as error:
+        if error.source is None:  # a service's own check: point at the file and its lines too
+            text = Path(path).read_text(encoding="utf-8") if Path(path).suffix.lower() != ".json" else None
+            error = ConfigError(locate(error.problems, text), path)
         click.echo(str(error), err=True)
         count = len(error.problems)
         click.echo(f"{path}: {count} problem{'s' if count != 1 else ''}", err=True)
@@ -78,4 +94,4 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="tocsin", obj=pm, standalone_mode=True)
     except TocsinError as error:
         click.echo(f"tocsin: error: {error}", err=True)
-        sys.exit(1)
+        sys.exit(ConfigFileMissing.exit_code if isinstance(error, ConfigFileMissing) else 1)

@@ -234,8 +234,20 @@ class Notification(Model, kw_only=True):
     severity: Severity = "warning"
     kind: Literal["firing", "resolved", "acknowledged", "test", "failed"] = "firing"
     alert: Alert | None = None
+    """The first alert of the message (kept for channels that send one alert)."""
+    alerts: list[Alert] = []
+    """Every alert of the message, firing and resolved, in message order (set by the dispatcher)."""
+    alert_kinds: list[str] = []
+    """The event kind of each of `alerts` (firing, resolved, acknowledged), in the same order."""
     idempotency_key: str = ""
     links: dict[str, str] = {}
+
+    def alert_events(self) -> list[tuple[str, Alert]]:
+        """(kind, alert) pairs for every alert of the message; just `alert` when `alerts` was not filled."""
+        if self.alerts:
+            kinds = self.alert_kinds if len(self.alert_kinds) == len(self.alerts) else [self.kind] * len(self.alerts)
+            return list(zip(kinds, self.alerts, strict=True))
+        return [(self.kind, self.alert)] if self.alert is not None else []
 
 
 class Delivery(Model, kw_only=True):

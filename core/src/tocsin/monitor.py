@@ -5,13 +5,13 @@ aggregates and bounded buffers. A flusher task on the monitor's event loop write
 batches, every flush interval or as soon as a buffer holds a full batch. In async apps the monitor runs
 on the app's loop (`async with monitor:`); in sync apps `monitor.start()` (or `with monitor:`) starts a
 background thread that owns a loop. Everything is flushed on close and, as a last resort, at interpreter
-exit. Monitoring failures are counted and reported, never raised into the application.
+exit or on SIGTERM (tocsin.lifecycle). Monitoring failures are counted and reported, never raised into
+the application.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import threading
@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
+from tocsin import lifecycle
 from tocsin.alerting.service import AlertingService
 from tocsin.assembly import load_config
 from tocsin.clock import Clock, SystemClock
@@ -46,6 +47,16 @@ T = TypeVar("T")
 internal_log = logging.getLogger("tocsin")
 
 SPAN_BATCH = 512
+
+
+def storage_location(backend: str, options: object) -> str:
+    """Where a backend keeps its data, for people: `sqlite at /abs/tocsin.db`, else its name (never a secret)."""
+    if backend == "memory":
+        return "memory — nothing is kept after the process ends"
+    path = getattr(options, "path", None)
+    if not isinstance(path, str) or path in ("", ":memory:") or path.startswith("file:"):
+        return backend
+    return f"{backend} at {os.path.abspath(path)}"
 
 
 class Service(Protocol):
@@ -181,6 +192,8 @@ class Monitor:
         options = self.config.storage.options
         self.storage = backend_cls(options if options is not None else backend_cls.Config())
         await self.storage.open()
+        internal_log.info("tocsin: storing in %s", storage_location(self.config.storage.backend,
+                                                                    getattr(self.storage, "config", options)))
         self.loop = asyncio.get_running_loop()
         self._wake_event = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -196,7 +209,7 @@ class Monitor:
             self._stdlib_handler = TocsinHandler(self.log)
             logging.getLogger().addHandler(self._stdlib_handler)
         await self._call_hooks("startup", raise_errors=True, monitor=self)
-        atexit.register(self._at_exit)
+        lifecycle.register(self._at_exit)  # flushed at exit, before the thread pools stop, if never closed
         return self
 
     async def aclose(self) -> None:
@@ -205,7 +218,7 @@ class Monitor:
             self.closed = True
             return
         self.closed = True
-        atexit.unregister(self._at_exit)
+        lifecycle.unregister(self._at_exit)
         await self._call_hooks("shutdown", monitor=self)
         try:
             await self.leadership.stop()
@@ -223,7 +236,7 @@ class Monitor:
     async def _final_flush(self) -> None:
         if self._stdlib_handler is not None:
             logging.getLogger().removeHandler(self._stdlib_handler)
-        await self.flush()
+        await self._aflush()
         lost = {writer.signal: len(writer.pending) for writer in self._writers.values()}
         lost["workflows"] = len(self.workflows.writer.pending)
         for signal, count in lost.items():
@@ -264,6 +277,7 @@ class Monitor:
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join(timeout)
             raise
+        lifecycle.install_sigterm_handler()  # from the main thread, when SIGTERM has its default action
         return self
 
     def close(self, timeout: float = 30) -> None:
@@ -282,10 +296,12 @@ class Monitor:
 
     def run_sync(self, coro: Coroutine[Any, Any, T], timeout: float | None = 30) -> T:
         """Run a coroutine on the monitor's loop from another thread and wait for it (for sync apps)."""
-        if self.loop is None:
+        loop = self.loop
+        if loop is None or self.closed or loop.is_closed():
             coro.close()
-            raise TocsinError("the monitor is not started; call monitor.start() first")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+            raise TocsinError("the monitor is not started; call monitor.start() first" if loop is None
+                              else "the monitor is closed")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
     def __enter__(self) -> Monitor:
         return self.start()
@@ -308,9 +324,22 @@ class Monitor:
 
     # -- flushing ----------------------------------------------------------------------------------
 
-    async def flush(self) -> None:
-        """Write everything buffered so far: logs, finished (and long-running) spans, metrics, and workflow
-        executions and steps."""
+    def flush(self) -> Coroutine[Any, Any, None]:
+        """Write everything buffered so far (logs, finished and long-running spans, metrics, workflow executions
+        and steps): `await monitor.flush()` in async code, while in sync code `monitor.flush()` writes now."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # sync code: flush on the monitor's loop and wait, unless the caller drives that loop
+            if self.loop is None or self.loop.is_closed() or self.loop.is_running():
+                self.run_sync(self._aflush())
+                return lifecycle.Done()
+        return self._aflush()
+
+    async def _aflush(self) -> None:
+        loop = self.loop
+        if loop is not None and loop.is_running() and loop is not asyncio.get_running_loop():
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._aflush(), loop))  # where storage lives
+            return
         if self._flush_lock is None:
             self._flush_lock = asyncio.Lock()
         async with self._flush_lock:

@@ -2,8 +2,9 @@
 
 Built-in features are plugins too, listed in DEFAULT_PLUGINS and always loaded. Installed distributions
 declare `[project.entry-points.tocsin]`; `TOCSIN_LOAD_PLUGINS` narrows them to a comma-separated list
-of distribution names (empty: none). A plugin that fails to import is reported in one line naming its
-distribution and version, and the others still load.
+of distribution names (`tocsin-slack`) or entry-point names (`slack`), as `tocsin plugins` shows them
+(empty: none). A plugin that fails to import is reported in one line naming its distribution and version,
+and the others still load.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "tocsin.builtins.alerting_commands",
     "tocsin.builtins.notify_commands",
     "tocsin.builtins.logs_commands",
+    "tocsin.builtins.doctor_commands",
 )
+
+KNOWN_PLUGINS: frozenset[str] = frozenset({"slack", "email", "pagerduty", "webhook", "sqlite", "postgres"})
+"""Names (a channel type, a storage backend) that tocsin's own `tocsin-<name>` distributions provide."""
 
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
@@ -52,6 +57,8 @@ class LoadFailure:
     error: str
 
     def __str__(self) -> str:
+        if not self.distribution:  # a name in TOCSIN_LOAD_PLUGINS that matches nothing installed
+            return self.error
         return f"plugin {self.entry_point!r} from {self.distribution} {self.version} failed to load: {self.error}"
 
 
@@ -76,24 +83,31 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def _allowed_distributions() -> set[str] | None:
+def _normal(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _allowed_names() -> set[str] | None:
+    """TOCSIN_LOAD_PLUGINS as a set of names: each a distribution (`tocsin-slack`) or an entry point (`slack`)."""
     raw = os.environ.get("TOCSIN_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {name.strip().lower().replace("_", "-") for name in raw.split(",") if name.strip()}
+    return {_normal(name) for name in raw.split(",") if name.strip()}
 
 
 def _load_entry_points(pm: PluginManager) -> None:
-    allowed = _allowed_distributions()
+    allowed = _allowed_names()
     found: set[str] = set()
+    installed: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        dist_name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        dist_name = _normal(dist.metadata["Name"] or "")
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP:
                 continue
-            if allowed is not None and dist_name not in allowed:
+            installed.setdefault(ep.name, dist.metadata["Name"])
+            if allowed is not None and not allowed & {dist_name, _normal(ep.name)}:
                 continue
-            found.add(dist_name)
+            found |= {dist_name, _normal(ep.name)}
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
             try:
@@ -105,8 +119,10 @@ def _load_entry_points(pm: PluginManager) -> None:
                 print(f"tocsin: {failure}", file=sys.stderr)
                 continue
             pm.dists[ep.name] = (dist.metadata["Name"], dist.version)
+    choices = ", ".join(f"{name} ({dist})" for name, dist in sorted(installed.items())) or "none"
     for missing in sorted((allowed or set()) - found):
-        failure = LoadFailure("?", missing, "-", "not installed (named in TOCSIN_LOAD_PLUGINS)")
+        failure = LoadFailure(missing, "", "", f"plugin {missing!r} named in TOCSIN_LOAD_PLUGINS is not installed "
+                                               f"(give a distribution or entry-point name); installed: {choices}")
         pm.load_failures.append(failure)
         print(f"tocsin: {failure}", file=sys.stderr)
 
@@ -165,7 +181,14 @@ class Registry(Generic[T]):
         try:
             return self.entries[name].obj
         except KeyError:
-            raise UnknownName(f"unknown {self.kind} {name!r}; {self.describe()}") from None
+            raise UnknownName(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        """The message for a name nothing registered: what is installed, and which package a known name needs."""
+        message = f"unknown {self.kind} {name!r}; {self.describe()}"
+        if name in KNOWN_PLUGINS:
+            message += f"; {name!r} comes with tocsin-{name}: install it (pip install tocsin-{name})"
+        return message
 
     def describe(self) -> str:
         """`installed: a (dist 1.0), b (dist 2.0)`, for error messages."""

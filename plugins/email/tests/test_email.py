@@ -242,6 +242,21 @@ async def test_a_group_goes_out_as_one_email_listing_every_alert(smtp_server):
     assert "Disk &lt;full&gt; on web-1" in preview.payload["html"] and preview.payload["tls"] == "none"
 
 
+async def test_a_notification_carrying_a_group_lists_every_alert_when_sent_by_hand(smtp_server):
+    server = smtp_server()
+    alerts = [disk_alert(f"web-{i}", f"fp{i}") for i in range(3)]
+    resolved = msgspec.structs.replace(alerts[2], state="resolved", resolved_at_ns=T0 + 60 * 10**9)
+    draft = Notification(title="", body="", severity="critical", kind="firing", alert=alerts[0],
+                         alerts=[*alerts[:2], resolved], alert_kinds=["firing", "firing", "resolved"],
+                         idempotency_key="tocsin/group/abc")
+    await channel(server.port).send(rendered(draft, context_for(draft, channel="mail")))
+    (got,) = server.received
+    text, html = alternatives(got.message)
+    for host in ("web-0", "web-1", "web-2"):
+        assert f"host={host}" in text and f"Disk &lt;full&gt; on {host}" in html
+    assert "[RESOLVED] disk-full" in text and html.count(">RESOLVED<") == 1 and html.count(">FIRING<") == 2
+
+
 async def test_a_4xx_reply_is_retried_and_then_accepted(smtp_server):
     server = smtp_server()
     server.recorder.data_replies.append("451 4.3.0 Mail server temporarily rejected message")

@@ -218,3 +218,70 @@ async def test_a_webhook_url_the_egress_guard_refuses_is_a_config_error_that_hid
         make_monitor(tocsin_slack, config={"channels": [{"name": "ops", "type": "slack", "webhook_url": url}]})
     assert "channels[0]: webhook_url: refusing to connect to 10.1.2.3" in str(caught.value)
     assert TOKEN_PATH not in str(caught.value)
+
+
+# -- a storm against a strict 1 msg/s webhook, with time flowing while requests travel ------------------
+
+
+class DistantSlack(FakeSlack):
+    """The fake Slack, far away: request n reaches it `latencies[n]` s (virtual) after it was sent; `busy`
+    maps a request number to Slack's own 429 for it (a Retry-After the sender must honour)."""
+
+    def __init__(self, *, clock: VirtualClock, latencies: list[float], busy: dict[int, Reply] | None = None) -> None:
+        super().__init__(clock=clock)
+        self.latencies = latencies
+        self.busy = busy or {}
+        self.arrived = 0
+
+    async def _read(self, reader):
+        number, self.arrived = self.arrived, self.arrived + 1
+        await self.clock.sleep(self.latencies[number % len(self.latencies)])
+        return await super()._read(reader)
+
+    def reply(self, request):
+        """Slack's answer, or the scripted 429 for this request number."""
+        return self.busy.pop(len(self.requests), None) or super().reply(request)
+
+
+async def storm(slack: DistantSlack, clock: VirtualClock, alerts: int = 20, limit_s: float = 60.0):
+    """Route `alerts` alerts at once (one message each), then let virtual time flow in 10 ms steps,
+    polling the outbox every second, until all are sent; returns the monitor's notify service."""
+    async with monitor_for(slack, clock, group_by=["..."]) as monitor:
+        service = monitor.notify
+        rows = [(await route(service, alert(n), "firing"))[0] for n in range(alerts)]
+        for step in range(round(limit_s * 100)):
+            if step % 100 == 0:
+                await service.dispatch_due()
+            if service.dispatcher.stats.sent == alerts:
+                break
+            await clock.advance(0.01)
+        attempts = [[a.outcome for a in await service.attempts(row.id)] for row in rows]
+        await service.stop()
+    return service, attempts
+
+
+LATENCIES = [0.35, 0.02, 0.12, 0.01, 0.2, 0.05]  # the first request opens the connection: slower
+
+
+async def test_a_storm_of_20_alerts_to_a_strict_webhook_gets_no_429_and_is_delivered_within_22_s():
+    clock = VirtualClock(T0)
+    async with DistantSlack(clock=clock, latencies=LATENCIES) as slack:
+        service, attempts = await storm(slack, clock)
+    assert service.dispatcher.stats.sent == 20 and len(slack.accepted) == 20
+    assert slack.refused == [] and all(outcome == ["sent"] for outcome in attempts)  # zero 429s
+    times = [request.time_ns for request in slack.requests]
+    assert min(b - a for a, b in itertools.pairwise(times)) >= SECOND
+    assert times[-1] - T0 <= 22 * SECOND, f"the last message arrived after {(times[-1] - T0) / SECOND:.2f} s"
+
+
+async def test_slacks_429_with_retry_after_pushes_back_every_later_message_of_the_storm():
+    clock = VirtualClock(T0)
+    busy = {4: Reply(429, {"Retry-After": "3"}, b"rate_limited")}
+    async with DistantSlack(clock=clock, latencies=LATENCIES, busy=busy) as slack:
+        service, attempts = await storm(slack, clock)
+    assert service.dispatcher.stats.sent == 20 and len(slack.accepted) == 20
+    assert slack.refused == []  # the strict limit was never hit, before or after Slack's own 429
+    assert [outcomes for outcomes in attempts if outcomes != ["sent"]] == [["rate_limited", "sent"]]
+    times = [request.time_ns for request in slack.requests]
+    assert all(later >= times[4] + 3 * SECOND for later in times[5:])  # nothing went out during Retry-After
+    assert times[-1] - T0 <= 25 * SECOND

@@ -77,6 +77,45 @@ async def test_alertmanager_format_is_what_alertmanager_0_25_sends():
     assert [firing, resolved] == expected
 
 
+def disk_on(host: str, fingerprint: str) -> Alert:
+    return msgspec.structs.replace(DISK, fingerprint=fingerprint, labels={**DISK.labels, "host": host},
+                                   annotations={"summary": f"Disk full on {host}", "description": "disk"})
+
+
+async def test_alertmanager_format_sends_a_whole_group_in_one_body_cut_to_max_alerts():
+    clock = VirtualClock(T0)
+    options = {"format": "alertmanager", "group_by": ["alertname", "service"], "max_alerts": 3}
+    async with (WebhookReceiver(clock=clock, secret=SECRET, format="alertmanager") as receiver,
+                monitor_for(receiver, clock, **options) as monitor):
+        await route(monitor.notify, disk_on("db-1", "fp1"), "firing")
+        await deliver_all(monitor.notify, clock)
+        await route(monitor.notify, msgspec.structs.replace(disk_on("db-1", "fp1"), state="resolved",
+                                                             resolved_at_ns=FIRED + 60 * SECOND), "resolved")
+        for i in (2, 3, 4):
+            await clock.advance(0.001)
+            await route(monitor.notify, disk_on(f"db-{i}", f"fp{i}"), "firing")
+        await deliver_all(monitor.notify, clock)
+    assert receiver.refused == []
+    first, group = receiver.accepted
+    assert len(first["alerts"]) == 1 and first["truncatedAlerts"] == 0
+    assert group["status"] == "firing" and group["truncatedAlerts"] == 1
+    assert [(a["status"], a["fingerprint"]) for a in group["alerts"]] == [
+        ("resolved", "fp1"), ("firing", "fp2"), ("firing", "fp3")]
+    assert group["groupLabels"] == {"alertname": "DiskFull", "service": "db"}
+    assert group["commonLabels"] == {"alertname": "DiskFull", "service": "db", "severity": "critical"}
+    assert group["commonAnnotations"] == {"description": "disk"}
+    assert group["groupKey"] == CAPTURED[0]["groupKey"]
+
+
+async def test_tocsin_format_lists_the_message_alerts_in_alerts():
+    clock = VirtualClock(T0)
+    async with WebhookReceiver(clock=clock, secret=SECRET) as receiver:
+        await firing_then_resolved(receiver, clock)
+    assert receiver.refused == []
+    assert [[a["state"] for a in body["alerts"]] for body in receiver.accepted] == [["firing"], ["resolved"]]
+    assert all(body["alerts"] == [body["alert"]] for body in receiver.accepted)
+
+
 async def test_tocsin_format_keys_stay_the_same_per_episode_and_differ_per_event():
     clock = VirtualClock(T0)
     async with WebhookReceiver(clock=clock, secret=SECRET) as receiver:

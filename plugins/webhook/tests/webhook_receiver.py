@@ -23,7 +23,8 @@ from tocsin.testing.receiver import HttpReceiver, ReceivedRequest, Reply
 FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager_0.25_webhook.jsonl"
 CAPTURED = [json.loads(line) for line in FIXTURE.read_text().splitlines() if line.strip()]
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
-TOCSIN_V1 = {"version", "event_id", "episode_key", "kind", "channel", "severity", "title", "body", "alert", "links"}
+TOCSIN_V1 = {"version", "event_id", "episode_key", "kind", "channel", "severity", "title", "body", "alert", "links",
+             "alerts"}
 TOCSIN_V1_ALERT = {"fingerprint", "rule", "labels", "annotations", "severity", "state", "handling", "value",
                    "episode", "active_at_ns", "fired_at_ns", "resolved_at_ns", "acknowledged_by", "ack_comment"}
 
@@ -63,6 +64,9 @@ def tocsin_problems(body: Any) -> list[str]:
         return [f"not a tocsin v1 event: {sorted(body) if isinstance(body, dict) else body}"]
     if body["alert"] is not None and set(body["alert"]) != TOCSIN_V1_ALERT:
         return [f"alert keys {sorted(body['alert'])}"]
+    if any(set(alert) != TOCSIN_V1_ALERT for alert in body["alerts"]) or (body["alert"] is not None) != bool(
+            body["alerts"]) or (body["alerts"] and body["alerts"][0] != body["alert"]):
+        return ["alerts is not a list of alerts starting with `alert`"]
     return []
 
 

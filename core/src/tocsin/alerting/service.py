@@ -46,7 +46,7 @@ from tocsin.alerting.state import (
 )
 from tocsin.config.schema import RuleConfig
 from tocsin.errors import ConfigError, ConfigProblem, QueryError, TocsinError
-from tocsin.models import Alert, AlertTransition, Delivery, Event, LabelMatcher, Severity, Silence
+from tocsin.models import Alert, AlertState, AlertTransition, Delivery, Event, LabelMatcher, Severity, Silence
 from tocsin.storage.protocol import AlertQuery, StorageBackend
 
 if TYPE_CHECKING:
@@ -276,6 +276,25 @@ class AlertingService:
             notified = any(transition is sent for sent in update.notify)
             self.monitor.emit(Event(topic="alerts", type=transition.to_state, time_ns=transition.time_ns,
                                     data=event_data(update.alert, transition, notified=notified)))
+
+    async def alerts(self, state: AlertState | Sequence[AlertState] | None = None, *, rule: str | None = None,
+                     severity: Severity | None = None, limit: int | None = 100) -> list[Alert]:
+        """Stored alerts, most recently changed first: those in play (pending, firing...) unless `state` names some.
+
+        `state` is one state or several ("resolved", ["firing", "nodata"]); `limit=None` returns every match.
+        Each alert's `fingerprint` is what `acknowledge` and `resolve` take.
+        """
+        states = sorted(ACTIVE_STATES) if state is None else [state] if isinstance(state, str) else list(state)
+        wanted = PAGE if limit is None else min(limit, PAGE)
+        query = AlertQuery(rule=rule, states=states, severity=severity, limit=wanted)  # type: ignore[arg-type]
+        alerts: list[Alert] = []
+        while limit is None or len(alerts) < limit:
+            page = await self._storage().list_alerts(query)
+            alerts += page.items
+            if page.next_cursor is None:
+                break
+            query = msgspec.structs.replace(query, cursor=page.next_cursor)
+        return alerts if limit is None else alerts[:limit]
 
     # -- the human axis ------------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 `rules test FILE...` runs promtool-style rule test files (tocsin.testing.ruletests) and exits 1 with a diff of
 what differed. The `alerts` commands open the storage of a config (`--config`, else `TOCSIN_CONFIG`)
-without starting the monitor's services, so they work next to a running application: an acknowledgement
-or a manual resolve made here is picked up by its evaluator at the next evaluation.
+without starting the monitor's services, so they work next to a running application. An acknowledgement
+or a manual resolve made here goes through the monitor's own alerting service and notify router, as one
+made in process does: the notification is put in the outbox with the transition (the running application's
+dispatcher sends it) and its evaluator sees the change at the next evaluation.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import click
 import msgspec
 
-from tocsin.errors import ConfigError
+from tocsin.errors import ConfigError, StorageError
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Alert
 from tocsin.storage.protocol import AlertQuery
@@ -63,15 +67,36 @@ CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay
                              help="The config whose storage to use (default: TOCSIN_CONFIG, else defaults).")
 
 
-@contextlib.asynccontextmanager
-async def _opened(config_path: str | None) -> AsyncIterator[object]:
-    """A monitor built from the config with only its storage opened (no flusher, no evaluator)."""
+def _built(config_path: str | None) -> Any:
+    """A monitor built from the config with its storage built, not opened; refuses what would create a store.
+
+    Memory storage (each process has its own) or a database file that is not there is a StorageError (exit 1),
+    so a command run in the wrong directory says so instead of creating a store and reporting nothing.
+    """
     from tocsin.monitor import Monitor
 
     monitor = Monitor.from_config(config_path)
-    backend = monitor.registries.storage.get(monitor.config.storage.backend)
+    name = monitor.config.storage.backend
+    if name == "memory":
+        raise StorageError("the configured storage is 'memory', which is per-process: this command cannot see "
+                           "what another process recorded; pass --config FILE (or set TOCSIN_CONFIG) naming the "
+                           "application's config")
+    backend = monitor.registries.storage.get(name)
     options = monitor.config.storage.options
-    monitor.storage = backend(options if options is not None else backend.Config())
+    options = options if options is not None else backend.Config()
+    path = getattr(options, "path", None)
+    if isinstance(path, str) and path not in ("", ":memory:") and not path.startswith("file:") \
+            and not os.path.exists(path):
+        raise StorageError(f"no database at {os.path.abspath(path)}: nothing has been recorded there yet; "
+                           "pass --config FILE (or set TOCSIN_CONFIG) naming the application's config")
+    monitor.storage = backend(options)
+    return monitor
+
+
+@contextlib.asynccontextmanager
+async def _opened(config_path: str | None) -> AsyncIterator[Any]:
+    """A monitor built from the config with only its storage opened (no flusher, no evaluator), never created."""
+    monitor = _built(config_path)
     await monitor.storage.open()
     try:
         yield monitor
@@ -80,11 +105,24 @@ async def _opened(config_path: str | None) -> AsyncIterator[object]:
 
 
 def _line(alert: Alert) -> str:
+    """One alert as the commands print it; a manually resolved alert shows as resolved, whatever its condition."""
     labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items())
                        if key not in ("alertname", "severity"))
-    handling = "" if alert.handling == "active" else f" ({alert.handling}"
-    handling += f" by {alert.acknowledged_by})" if alert.acknowledged_by else (")" if handling else "")
-    return f"{alert.fingerprint}  {alert.state:<10} {alert.severity:<8} {alert.rule}  {{{labels}}}{handling}"
+    state, note = alert.state, ""
+    if alert.handling == "resolved":
+        state, note = "resolved", " (by hand; its condition has not cleared yet)"
+    elif alert.handling == "acknowledged":
+        note = f" (acknowledged by {alert.acknowledged_by})" if alert.acknowledged_by else " (acknowledged)"
+    return f"{alert.fingerprint}  {state:<10} {alert.severity:<8} {alert.rule}  {{{labels}}}{note}"
+
+
+def _told(monitor: Any, before: dict[str, int]) -> str:
+    """Which channels the last action queued a notification for (the outbox rows its router made)."""
+    queued = [name for name, count in monitor.notify.router.pending.items() if count > before.get(name, 0)]
+    if not queued:
+        return "no channel is notified of this"
+    return (f"notification queued for {', '.join(queued)}: the running application's dispatcher sends it "
+            "(or the next one started with this config)")
 
 
 @alerts.command("list")
@@ -128,8 +166,7 @@ def alerts_list(config_path: str | None, states: tuple[str, ...], rule: str | No
 @click.option("--comment", default="", help="Why, or what is being done.")
 @click.option("--for", "duration", default=None, help="Notify again after this long if still firing (e.g. 2h).")
 def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str, duration: str | None) -> None:
-    """Acknowledge an alert: firing notifications stop until it resolves (or until --for has passed)."""
-    from tocsin.alerting.service import AlertingService
+    """Acknowledge an alert: channels are told, and firing notifications stop until it resolves (or --for passed)."""
     from tocsin.values import Duration
 
     try:
@@ -137,13 +174,18 @@ def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str,
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--for") from None
 
-    async def run() -> Alert:
+    async def run() -> tuple[Alert, str]:
         async with _opened(config_path) as monitor:
-            service = AlertingService(monitor)  # type: ignore[arg-type]
-            until = None if seconds is None else monitor.clock.now_ns() + round(seconds * 1e9)  # type: ignore[attr-defined]
-            return await service.acknowledge(fingerprint, by, comment, until)
+            # the monitor's own alerting service: routed by its notify router, so the acknowledgement is put
+            # in the outbox with the transition, exactly as an in-process acknowledge does
+            before = dict(monitor.notify.router.pending)
+            until = None if seconds is None else monitor.clock.now_ns() + round(seconds * 1e9)
+            alert = await monitor.alerting.acknowledge(fingerprint, by, comment, until)
+            return alert, _told(monitor, before)
 
-    click.echo(_line(asyncio.run(run())))
+    alert, told = asyncio.run(run())
+    click.echo(_line(alert))
+    click.echo(told, err=True)  # stdout keeps the one alert line scripts read
 
 
 @alerts.command("resolve")
@@ -152,14 +194,17 @@ def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str,
 @click.option("--by", default=getpass.getuser, show_default="the current user", help="Who resolves.")
 @click.option("--comment", default="", help="Why.")
 def alerts_resolve(config_path: str | None, fingerprint: str, by: str, comment: str) -> None:
-    """Resolve an alert by hand: it stays quiet until its condition clears once."""
-    from tocsin.alerting.service import AlertingService
+    """Resolve an alert by hand: channels are told `resolved`, and it stays quiet until its condition clears once."""
 
-    async def run() -> Alert:
+    async def run() -> tuple[Alert, str]:
         async with _opened(config_path) as monitor:
-            return await AlertingService(monitor).resolve(fingerprint, by, comment)  # type: ignore[arg-type]
+            before = dict(monitor.notify.router.pending)  # routed like an in-process resolve (see `ack`)
+            alert = await monitor.alerting.resolve(fingerprint, by, comment)
+            return alert, _told(monitor, before)
 
-    click.echo(_line(asyncio.run(run())))
+    alert, told = asyncio.run(run())
+    click.echo(_line(alert))
+    click.echo(told, err=True)  # stdout keeps the one alert line scripts read
 
 
 @hookimpl

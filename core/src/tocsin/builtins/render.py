@@ -25,4 +25,6 @@ def render_notification(monitor, notification: Notification, channel: str) -> No
         if monitor is not None:
             rules = {notification.alert.rule} if notification.alert is not None else set()
             context.title_template, context.body_template = overrides(monitor.config, channel, rules)
+    if monitor is not None and not context.rules:  # each alert shows its rule's condition beside its value
+        context.rules = {rule.name: rule for rule in monitor.config.alerting.rules}
     return rendered(notification, context)

@@ -15,13 +15,19 @@ from tocsin.errors import ConfigError, ConfigProblem
 _ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class ConfigFileMissing(ConfigError):
+    """The config file named (by `--config`, an argument or `TOCSIN_CONFIG`) does not exist: a usage error."""
+
+    exit_code = 2
+
+
 def read_file(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a TOML or JSON file (chosen by suffix) into plain data; returns (data, text)."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("no such file", source) from None
+        raise ConfigFileMissing("no such file", source) from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read: {error}", source) from None
     if path.suffix.lower() == ".json":

@@ -83,7 +83,7 @@ class Walker:
         if not isinstance(name, str):
             return _UNRESOLVED
         if name not in registry:
-            self.problem(_join(path, key), f"unknown {registry.kind} {name!r}; {registry.describe()}")
+            self.problem(_join(path, key), registry.unknown(name))
             return _UNRESOLVED
         return registry.get(name).Config
 
@@ -165,6 +165,12 @@ class Walker:
             elif field.required:
                 self.problem(_join(path, encode_name), "missing required key")
         if options_type is not None and options_type is not _UNRESOLVED:
+            if _is_struct(options_type):  # a typo of either the section's own keys or the plugin's is suggested
+                own = {name: field for name, field in fields.items() if name != "options"}
+                known = {**own, **{field.encode_name: field for field in msgspec.structs.fields(options_type)}}
+                for key in [key for key in extra if key not in known]:
+                    self.problem(_join(path, key), f"unknown key{_suggest(key, known)}")
+                    del extra[key]
             kwargs["options"] = self.convert(extra, options_type, path)
         if len(self.problems) > before:
             return None

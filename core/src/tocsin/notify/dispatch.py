@@ -15,10 +15,11 @@ expires, and then it is claimed and sent again (at least once, never zero times)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from tocsin.notify.ratelimit import Limiter
 from tocsin.notify.redact import scrub
 from tocsin.notify.retry import RetryPolicy
 from tocsin.notify.routing import Router
-from tocsin.notify.templates import RenderContext
+from tocsin.notify.templates import RenderContext, current_render
 from tocsin.storage.protocol import DeliveryQuery, StorageBackend
 
 internal_log = logging.getLogger("tocsin")
@@ -171,14 +172,20 @@ class Dispatcher:
             await self._calm.wait()
             await asyncio.sleep(0)
 
+    @contextlib.contextmanager
+    def _idle(self) -> Iterator[None]:
+        """Not busy meanwhile (waiting on the clock, or for a turn to send), as `settled` counts."""
+        self._leave()
+        try:
+            yield
+        finally:
+            self._enter()
+
     async def _sleep_until(self, when_ns: int) -> None:
         delay = (when_ns - self.clock.now_ns()) / 1e9
         if delay > 0:
-            self._leave()
-            try:
+            with self._idle():
                 await self.clock.sleep(delay)
-            finally:
-                self._enter()
 
     # -- one message task --------------------------------------------------------------------------------
 
@@ -216,15 +223,19 @@ class Dispatcher:
                     chunk = [row for row in chunk if row.fingerprint not in held]
                     if not chunk:
                         continue
+                destination, limit = channel.destination(), channel.rate_limit
                 if slot_ns is None:
-                    slot_ns = self.limiter.reserve(channel.destination(), channel.rate_limit, self.clock.now_ns())
+                    slot_ns = self.limiter.reserve(destination, limit, self.clock.now_ns())
                 await self._sleep_until(slot_ns)
-                while self.limiter.peek(channel.destination(), None, self.clock.now_ns()) > self.clock.now_ns():
-                    # a 429 came in since the slot was booked: book one after the destination's Retry-After
-                    await self._sleep_until(self.limiter.reserve(channel.destination(), channel.rate_limit,
-                                                                 self.clock.now_ns()))
                 slot_ns = None
-                result = await self._attempt(channel, chunk)
+                async with self.limiter.turn(destination if limit is not None else None, self._idle):
+                    # the booked slot was a plan: wait until one interval after the previous send to this
+                    # destination was answered (it may have started late), and past any Retry-After
+                    while (ready := self.limiter.ready(destination, limit, self.clock.now_ns())) > self.clock.now_ns():
+                        await self._sleep_until(ready)
+                    result = await self._attempt(channel, chunk)
+                    self.limiter.answered(destination, limit, self.clock.now_ns(), result.verdict,
+                                          self.policy.max_retry_after_s)
                 retry_at = await self._record(channel, chunk, result, self.clock.now_ns())
                 if retry_at is not None:
                     held.update(dict.fromkeys((row.fingerprint for row in chunk), retry_at))
@@ -235,11 +246,17 @@ class Dispatcher:
             context = self.context_for(channel, _message_kind(rows), rows)
             draft = Notification(title="", body="", severity=context.severity(), kind=context.kind,
                                  alert=context.alerts[0][1] if context.alerts else None,
+                                 alerts=[alert for _, alert in context.alerts],
+                                 alert_kinds=[kind for kind, _ in context.alerts],
                                  idempotency_key=_message_key(rows))
             notification = self.render(channel, context, draft)
         except Exception as error:
             return AttemptResult("permanent", Verdict.permanent(), error=f"rendering failed: {error}")
-        return await self.send(channel, notification)
+        token = current_render.set(context)  # the channel sees the message's context while it sends, too
+        try:
+            return await self.send(channel, notification)
+        finally:
+            current_render.reset(token)
 
     async def send(self, channel: NotificationChannel, notification: Notification) -> AttemptResult:
         """One send with the channel's timeout on the monitor's clock; never raises (but for cancellation)."""
@@ -324,10 +341,6 @@ class Dispatcher:
                     self.ledger.firing_sent((name, row.fingerprint), episode_of(row), now_ns)
             elif state == "failed":
                 await self._failed(row, result.error, now_ns)
-        verdict = result.verdict
-        if channel is not None and verdict is not None and verdict.kind == "rate_limited" and verdict.retry_after_s:
-            retry_after = min(verdict.retry_after_s, self.policy.max_retry_after_s)
-            self.limiter.hold(channel.destination(), now_ns + round(retry_after * 1e9))
         if result.outcome == "sent":
             self.emit(Event(topic="notifications", type="sent", time_ns=now_ns,
                             data={"channel": name, "count": len(rows), "deliveries": [row.id for row in rows[:100]]}))

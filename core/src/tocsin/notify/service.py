@@ -33,6 +33,7 @@ from tocsin.notify.templates import RenderContext, current_render, overrides, re
 from tocsin.storage.protocol import DeliveryQuery, Page, StorageBackend
 
 if TYPE_CHECKING:
+    from tocsin.config.schema import Config
     from tocsin.runtime import Runtime
 
 internal_log = logging.getLogger("tocsin")
@@ -64,6 +65,38 @@ class TestResult(msgspec.Struct, kw_only=True):
     error: str = ""
 
 
+def egress_guard(config: Config) -> EgressGuard:
+    """The egress guard `[notifications.egress]` describes."""
+    egress = config.notifications.egress
+    return EgressGuard(egress.allow, allow_private=egress.allow_private, max_response_bytes=egress.max_response_bytes)
+
+
+def build_channels(
+    config: Config, registries: Any, egress: EgressGuard, monitor: Runtime | None = None
+) -> tuple[dict[str, NotificationChannel], list[ConfigProblem]]:
+    """Build every configured channel behind `egress` and run its own config check; (channels, problems)."""
+    problems: list[ConfigProblem] = []
+    channels: dict[str, NotificationChannel] = {}
+    for i, entry in enumerate(config.channels):
+        path = f"channels[{i}]"
+        cls = registries.channels.get(entry.type)
+        try:
+            channel = cls(entry.options if entry.options is not None else cls.Config(), name=entry.name)
+        except Exception as error:
+            problems.append(ConfigProblem(path, f"channel type {entry.type!r} could not be built: {error}"))
+            continue
+        channel.monitor = monitor
+        channel.egress = egress
+        problems.extend(ConfigProblem(path, problem) for problem in channel.validate_config())
+        channels[entry.name] = channel
+    return channels, problems
+
+
+def channel_problems(config: Config, registries: Any) -> list[ConfigProblem]:
+    """What building the channels at startup would report, found without starting anything (`config check`)."""
+    return build_channels(config, registries, egress_guard(config))[1]
+
+
 class NotifyService:
     """Notifications for one monitor: routing, the outbox dispatcher, previews, test sends and the delivery log."""
 
@@ -72,8 +105,7 @@ class NotifyService:
         config = monitor.config
         settings = config.notifications
         self.settings = settings
-        self.egress = egress or EgressGuard(settings.egress.allow, allow_private=settings.egress.allow_private,
-                                            max_response_bytes=settings.egress.max_response_bytes)
+        self.egress = egress or egress_guard(config)
         self.channels = self._build_channels()
         self.ledger = Ledger(started_ns=monitor.clock.now_ns())
         self.overflow = 0
@@ -101,20 +133,7 @@ class NotifyService:
 
     def _build_channels(self) -> dict[str, NotificationChannel]:
         """Build every configured channel and run its own config check (cross-channel checks ran at load)."""
-        problems: list[ConfigProblem] = []
-        channels: dict[str, NotificationChannel] = {}
-        for i, entry in enumerate(self.monitor.config.channels):
-            path = f"channels[{i}]"
-            cls = self.monitor.registries.channels.get(entry.type)
-            try:
-                channel = cls(entry.options if entry.options is not None else cls.Config(), name=entry.name)
-            except Exception as error:
-                problems.append(ConfigProblem(path, f"channel type {entry.type!r} could not be built: {error}"))
-                continue
-            channel.monitor = self.monitor
-            channel.egress = self.egress
-            problems.extend(ConfigProblem(path, problem) for problem in channel.validate_config())
-            channels[entry.name] = channel
+        channels, problems = build_channels(self.monitor.config, self.monitor.registries, self.egress, self.monitor)
         if problems:
             raise ConfigError(problems)
         return channels

@@ -28,7 +28,7 @@ import jinja2.meta
 import jinja2.sandbox
 import msgspec
 
-from tocsin.config.schema import Config
+from tocsin.config.schema import Config, RuleConfig
 from tocsin.errors import ConfigProblem, DeliveryError
 from tocsin.models import SEVERITIES, Alert, Notification, Severity
 
@@ -48,7 +48,7 @@ _LABELS = "{% for k, v in a.labels|dictsort %}{{ k }}={{ v }}{% if not loop.last
 _LISTING = (
     "{% for a in listed %}"
     "- [{{ a.status|upper }}] {{ a.rule }}{% if a.labels %} {{ '{' }}" + _LABELS + "{{ '}' }}{% endif %}"
-    "{% if a.value is not none %} value={{ a.value }}{% endif %}"
+    "{% if a.value is not none %} value={{ a.value }}{% if a.condition %} ({{ a.condition }}){% endif %}{% endif %}"
     "{% if a.annotations.summary %}: {{ a.annotations.summary }}{% endif %}\n"
     "{% endfor %}"
     "{% if more %}… and {{ more }} more\n{% endif %}"
@@ -210,6 +210,8 @@ class RenderContext:
     failures: Sequence[Mapping[str, Any]] = ()
     title_template: Template | None = None
     body_template: Template | None = None
+    rules: Mapping[str, RuleConfig] = field(default_factory=dict)
+    """The alert rules by name, so each alert shows its rule's condition (the built-in renderer fills it)."""
 
     def severity(self) -> Severity:
         """The message's severity: the highest of its firing alerts (of all its alerts when none fires)."""
@@ -219,7 +221,7 @@ class RenderContext:
 
     def variables(self) -> dict[str, Any]:
         """The template variables for this message."""
-        alerts = [_alert_vars(kind, alert) for kind, alert in self.alerts]
+        alerts = [_alert_vars(kind, alert, self.rules.get(alert.rule)) for kind, alert in self.alerts]
         rules = {a["rule"] for a in alerts}
         common = dict(alerts[0]["labels"]) if alerts else {}
         for a in alerts[1:]:
@@ -248,10 +250,53 @@ class RenderContext:
 _NO_ALERT = Alert(fingerprint="", rule="")
 
 
-def _alert_vars(kind: str, alert: Alert) -> dict[str, Any]:
+def _alert_vars(kind: str, alert: Alert, rule: RuleConfig | None = None) -> dict[str, Any]:
     data = msgspec.structs.asdict(alert)
     data["status"] = "resolved" if kind == "resolved" else "firing" if kind == "firing" else kind
+    threshold = _threshold(rule, alert.severity) if rule is not None else None
+    data["threshold"] = threshold
+    data["expression"] = _expression(rule) if rule is not None else ""
+    data["condition"] = f"{data['expression']} {_comparison(rule.op, threshold)}" if rule is not None else ""
     return data
+
+
+_SYMBOLS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "neq": "!="}
+
+
+def _threshold(rule: RuleConfig, severity: str) -> float | list[float]:
+    """The threshold the alert crossed: its severity level's, else the rule's."""
+    return next((level.threshold for level in rule.levels if level.severity == severity), rule.threshold)
+
+
+def _comparison(op: str, threshold: float | list[float] | None) -> str:
+    """`> 90`, `inside [1, 5]`, or the operator's name and threshold for a plugin's operator."""
+    shown = f"[{', '.join(f'{b:g}' for b in threshold)}]" if isinstance(threshold, list) else f"{threshold:g}"
+    return f"{_SYMBOLS.get(op, op)} {shown}"
+
+
+def _seconds(value: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size and value % size == 0:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}s"
+
+
+def _expression(rule: RuleConfig) -> str:
+    """What a rule compares with its threshold, e.g. `avg(disk_used{mount="/"}) over 5m`."""
+    match = ", ".join(f'{k}="{v}"' for k, v in sorted(rule.match.items()))
+    selector = f"{rule.metric or ''}{'{' + match + '}' if match else ''}"
+    window = f" over {_seconds(float(rule.window))}"
+    if rule.kind == "metric":
+        return f"{rule.aggregate}({selector}){window}"
+    if rule.kind == "absent":
+        return f"absent({selector}){window}"
+    if rule.kind == "log":
+        where = ", ".join(part for part in (f"level>={rule.level}" if rule.level else "",
+                                            f"{rule.query!r}" if rule.query else "") if part)
+        return f"count(logs{{{where}}}){window}"
+    if rule.kind == "workflow":
+        return f"{rule.aggregate}({rule.measure or 'failures'} of {rule.workflow}){window}"
+    return f"health({rule.component})"
 
 
 SAMPLE_CONTEXT = RenderContext(
@@ -263,7 +308,8 @@ SAMPLE_CONTEXT = RenderContext(
 ).variables() | {"title": "sample title"}
 
 current_render: contextvars.ContextVar[RenderContext | None] = contextvars.ContextVar("tocsin_render", default=None)
-"""The message being rendered, set by the dispatcher (and by previews) around the render_notification hook."""
+"""The message being dispatched, set by the dispatcher (and by previews) around the render_notification hook
+and around the channel's `send`, so a channel can read the group's labels and every alert's event kind."""
 
 
 # -- defaults ---------------------------------------------------------------------------------------------
@@ -310,9 +356,8 @@ def render_html(notification: Notification, template: Template | None = None) ->
 
 
 def context_for(notification: Notification, *, channel: str) -> RenderContext:
-    """A context for one notification rendered outside the dispatcher (its single alert, default templates)."""
-    alerts = [(notification.kind, notification.alert)] if notification.alert is not None else []
-    return RenderContext(channel=channel, kind=notification.kind, alerts=alerts)
+    """A context for one notification outside a dispatch (every alert it carries, default templates)."""
+    return RenderContext(channel=channel, kind=notification.kind, alerts=notification.alert_events())
 
 
 def overrides(config: Any, channel: str, rules: set[str]) -> tuple[Template | None, Template | None]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from tocsin import hookimpl
 from tocsin_email.channel import EmailChannel
 from tocsin_email.config import EmailConfig
-from tocsin_email.message import remember
 
 __all__ = ["EmailChannel", "EmailConfig"]
 
@@ -18,10 +17,3 @@ __all__ = ["EmailChannel", "EmailConfig"]
 def register_notification_channels(register):
     """The `email` channel type."""
     register("email", EmailChannel)
-
-
-@hookimpl(wrapper=True)
-def render_notification(monitor, notification, channel):
-    """Keep the message being rendered, so the HTML part lists every alert of the group (it renders nothing)."""
-    remember(channel, notification)
-    return (yield)

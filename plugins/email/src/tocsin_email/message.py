@@ -1,10 +1,8 @@
 """What an email says: the subject, the plain-text part and the HTML part, put together as one message.
 
-The dispatcher renders a message with every alert of its group in view, but `send` only gets the
-Notification, which carries the first alert. So the plugin's `render_notification` wrapper calls `remember()`
-while the dispatcher renders, keeping that render context in a context variable; the send task the
-dispatcher starts next inherits it, and the HTML part lists every alert the plain-text body lists. A
-channel driven by hand gets a context rebuilt from the notification's own alert.
+The Notification carries every alert of its message (`alerts`), and while the dispatcher sends it the
+message's render context is current (`current_render`, with the group's labels), so the HTML part lists every
+alert the plain-text body lists. A channel driven by hand gets a context built from the notification's alerts.
 
 The plain-text part is the rendered title and body as they are; every value in the HTML part is escaped.
 """
@@ -17,7 +15,6 @@ import hashlib
 import importlib.resources
 import logging
 import time
-from contextvars import ContextVar
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -40,24 +37,12 @@ COLOURS = {"critical": "#c62828", "error": "#d84315", "warning": "#b26a00", "inf
 
 internal_log = logging.getLogger("tocsin")
 
-_rendering: ContextVar[tuple[str, Notification, RenderContext] | None] = ContextVar("tocsin_email_rendering",
-                                                                                    default=None)
-
-
-def remember(channel: str, notification: Notification) -> None:
-    """Keep the message being rendered for `channel` (called from the render_notification hook)."""
-    context = current_render.get()
-    if context is not None:
-        _rendering.set((channel, notification, context))
-
 
 def context_of(channel: str, notification: Notification) -> RenderContext:
-    """The render context of the message `notification` came from, or one built from its own alert."""
-    seen = _rendering.get()
-    if seen is not None:
-        name, draft, context = seen
-        if (name, draft.idempotency_key, draft.kind) == (channel, notification.idempotency_key, notification.kind):
-            return context
+    """The render context of the message being sent to `channel`, or one built from the notification's alerts."""
+    context = current_render.get()
+    if context is not None and context.channel == channel and context.kind == notification.kind:
+        return context
     return context_for(notification, channel=channel)
 
 

@@ -1,4 +1,7 @@
-"""The `webhook` channel: one JSON POST per alert event, to any URL, optionally signed with HMAC-SHA256.
+"""The `webhook` channel: one JSON POST per message, to any URL, optionally signed with HMAC-SHA256.
+
+In tocsin's format a message is one alert event; in Alertmanager's it is a whole group (every alert the group
+flushes, as Alertmanager sends it), cut to `max_alerts` with the rest counted in `truncatedAlerts`.
 
 Every request carries `Content-Type: application/json`, `User-Agent: tocsin/<version>`, the event's
 `Idempotency-Key` (the same on each retry of one event), the configured `headers` and `secret_headers`, and
@@ -26,6 +29,7 @@ from tocsin.ext import (
     Notification,
     NotificationChannel,
     Secret,
+    current_render,
     raise_for_status,
     scrub,
 )
@@ -57,6 +61,8 @@ class WebhookChannel(NotificationChannel):
         """Alertmanager format: the `receiver` field (default: the channel's name)."""
         external_url: str = ""
         """Alertmanager format: the `externalURL` field."""
+        max_alerts: int = 0
+        """Alertmanager format: at most this many alerts per body, the rest counted in `truncatedAlerts` (0: all)."""
 
         def __post_init__(self) -> None:
             for key, names in (("headers", list(self.headers)), ("secret_headers", list(self.secret_headers))):
@@ -68,10 +74,18 @@ class WebhookChannel(NotificationChannel):
             both = {n.lower() for n in self.headers} & {n.lower() for n in self.secret_headers}
             if both:
                 raise ValueError(f"headers and secret_headers both set {', '.join(sorted(both))}")
+            if self.max_alerts < 0:
+                raise ValueError(f"max_alerts: expected 0 (every alert) or more, got {self.max_alerts}")
             if self.hmac_secret is not None and not self.hmac_secret:
                 raise ValueError("hmac_secret: an empty secret signs nothing; remove the key or set a value")
 
-    max_batch: ClassVar[int] = 1
+    max_batch: ClassVar[int | None] = 1
+    config: Config
+
+    def __init__(self, config: Config, *, name: str = "") -> None:
+        super().__init__(config, name=name)
+        if config.format == "alertmanager":
+            self.max_batch = None  # type: ignore[misc]  # a whole group per body, as Alertmanager sends it
 
     def validate_config(self) -> list[str]:
         """The URL must be one the egress guard allows (without ever printing its path)."""
@@ -91,6 +105,9 @@ class WebhookChannel(NotificationChannel):
 
     def _group_labels(self, notification: Notification) -> dict[str, str]:
         """The labels of the alert's group on this channel (its `group_by`), as Alertmanager's groupLabels."""
+        context = current_render.get()
+        if context is not None and context.channel == self.name and context.group_labels:
+            return dict(context.group_labels)  # the group the dispatcher is sending
         alert = notification.alert
         if alert is None:
             return {}
@@ -105,7 +122,8 @@ class WebhookChannel(NotificationChannel):
         if self.config.format == "alertmanager":
             return alertmanager_message(notification, receiver=self.config.receiver or self.name,
                                         group_labels=self._group_labels(notification),
-                                        external_url=self.config.external_url, now_ns=self._now_ns())
+                                        external_url=self.config.external_url, now_ns=self._now_ns(),
+                                        max_alerts=self.config.max_alerts)
         return tocsin_event(notification, self.name)
 
     def request(self, notification: Notification) -> tuple[dict[str, str], bytes]:

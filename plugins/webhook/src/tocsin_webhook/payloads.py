@@ -1,16 +1,19 @@
 """The two bodies the webhook channel can POST: tocsin's own versioned event, or Alertmanager's webhook (v4).
 
 tocsin's event (`format = "tocsin"`, `"version": "1"`) is one alert event: what happened (`kind`), the rendered
-`title` and `body`, the alert as tocsin sees it, and two keys: `event_id` (the `Idempotency-Key` header; the
+`title` and `body`, the alert as tocsin sees it (`alert`, and `alerts`: every alert of the message, added
+within version "1"), and two keys: `event_id` (the `Idempotency-Key` header; the
 same on every retry of this event, different for the next event) and `episode_key` (the same for the firing,
 reminders, acknowledgement and resolve of one firing episode, to correlate them). Within version "1" fields
 are only ever added, never renamed or removed, so receivers should ignore keys they do not know.
 
 Alertmanager's body (`format = "alertmanager"`) is what Alertmanager 0.25 POSTs to a `webhook_config`
 receiver (see shared/fixtures/captured_alertmanager_webhook.txt), so an existing receiver works unchanged:
-`version` "4", `status` firing|resolved, one alert with `labels` (with `alertname` = the rule), `annotations`,
-`startsAt`, `endsAt` (Go's zero time while firing), `generatorURL` and `fingerprint`, and the group's labels
-and key. Alertmanager has no acknowledgement: an acknowledged alert is sent as still `firing`.
+`version` "4", `status` (firing when any alert fires), every alert of the group with its `status`, `labels`
+(with `alertname` = the rule), `annotations`, `startsAt`, `endsAt` (Go's zero time while firing),
+`generatorURL` and `fingerprint`; the group's labels and key, the labels and annotations all its alerts share,
+and `truncatedAlerts` (alerts left out past `max_alerts`). Alertmanager has no acknowledgement: an
+acknowledged alert is sent as still `firing`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Literal
 
 import msgspec
 
-from tocsin.ext import Notification, Severity, routing_labels
+from tocsin.ext import Alert, Notification, Severity, routing_labels
 
 VERSION = "1"
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -64,6 +67,8 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     body: str
     alert: WebhookAlert | None
     links: dict[str, str]
+    alerts: list[WebhookAlert] = []
+    """Every alert of the message (`alert` is the first); added in version "1", so older bodies lack it."""
 
 
 class AlertmanagerAlert(msgspec.Struct, kw_only=True, rename="camel"):
@@ -100,19 +105,22 @@ def event_id(notification: Notification) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
+def _webhook_alert(alert: Alert) -> WebhookAlert:
+    return WebhookAlert(
+        fingerprint=alert.fingerprint, rule=alert.rule, labels=dict(alert.labels), annotations=dict(alert.annotations),
+        severity=alert.severity, state=alert.state, handling=alert.handling, value=alert.value, episode=alert.episode,
+        active_at_ns=alert.active_at_ns, fired_at_ns=alert.fired_at_ns, resolved_at_ns=alert.resolved_at_ns,
+        acknowledged_by=alert.acknowledged_by, ack_comment=alert.ack_comment)
+
+
 def tocsin_event(notification: Notification, channel: str) -> WebhookEvent:
     """tocsin's own event for a notification."""
     alert = notification.alert
     return WebhookEvent(
         event_id=event_id(notification), episode_key=notification.idempotency_key, kind=notification.kind,
         channel=channel, severity=notification.severity, title=notification.title, body=notification.body,
-        links=dict(notification.links),
-        alert=None if alert is None else WebhookAlert(
-            fingerprint=alert.fingerprint, rule=alert.rule, labels=dict(alert.labels),
-            annotations=dict(alert.annotations), severity=alert.severity, state=alert.state,
-            handling=alert.handling, value=alert.value, episode=alert.episode, active_at_ns=alert.active_at_ns,
-            fired_at_ns=alert.fired_at_ns, resolved_at_ns=alert.resolved_at_ns,
-            acknowledged_by=alert.acknowledged_by, ack_comment=alert.ack_comment),
+        links=dict(notification.links), alert=None if alert is None else _webhook_alert(alert),
+        alerts=[_webhook_alert(item) for _, item in notification.alert_events()],
     )
 
 
@@ -133,20 +141,23 @@ def _synthetic(notification: Notification) -> bool:
     return notification.alert is None or notification.kind in SYNTHETIC
 
 
-def _alert_of(notification: Notification, now_ns: int) -> AlertmanagerAlert:
-    """The message's one alert; a test or "notification failed" notice becomes a synthetic alert."""
+def _synthetic_alert(notification: Notification, now_ns: int) -> AlertmanagerAlert:
+    """A test or "notification failed" notice as one synthetic alert."""
     alert = notification.alert
     generator = next(iter(notification.links.values()), "")
-    if alert is None or notification.kind in SYNTHETIC:
-        labels = {"alertname": SYNTHETIC.get(notification.kind, "TocsinNotification"),
-                  "severity": notification.severity}
-        if alert is not None and alert.rule:
-            labels["rule"] = alert.rule
-        fingerprint = hashlib.sha256(notification.idempotency_key.encode()).hexdigest()[:16]
-        return AlertmanagerAlert(status="firing", labels=labels, fingerprint=fingerprint, generator_url=generator,
-                                 annotations={"summary": notification.title, "description": notification.body},
-                                 starts_at=go_time(now_ns), ends_at=GO_ZERO_TIME)
-    resolved = notification.kind == "resolved"
+    labels = {"alertname": SYNTHETIC.get(notification.kind, "TocsinNotification"),
+              "severity": notification.severity}
+    if alert is not None and alert.rule:
+        labels["rule"] = alert.rule
+    fingerprint = hashlib.sha256(notification.idempotency_key.encode()).hexdigest()[:16]
+    return AlertmanagerAlert(status="firing", labels=labels, fingerprint=fingerprint, generator_url=generator,
+                             annotations={"summary": notification.title, "description": notification.body},
+                             starts_at=go_time(now_ns), ends_at=GO_ZERO_TIME)
+
+
+def _alert_of(kind: str, alert: Alert, generator: str, now_ns: int) -> AlertmanagerAlert:
+    """One alert of the message as Alertmanager shows it (`resolved` only for a resolve event)."""
+    resolved = kind == "resolved"
     started = alert.fired_at_ns or alert.active_at_ns or alert.updated_ns or now_ns
     ended = go_time(alert.resolved_at_ns or alert.updated_ns or now_ns) if resolved else GO_ZERO_TIME
     return AlertmanagerAlert(status="resolved" if resolved else "firing", labels=routing_labels(alert),
@@ -154,11 +165,31 @@ def _alert_of(notification: Notification, now_ns: int) -> AlertmanagerAlert:
                              generator_url=generator, fingerprint=alert.fingerprint)
 
 
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has (Alertmanager's commonLabels and commonAnnotations)."""
+    common = dict(maps[0]) if maps else {}
+    for other in maps[1:]:
+        common = {key: value for key, value in common.items() if other.get(key) == value}
+    return common
+
+
 def alertmanager_message(notification: Notification, *, receiver: str, group_labels: dict[str, str],
-                         external_url: str, now_ns: int) -> AlertmanagerMessage:
-    """Alertmanager's webhook body for a notification about one alert (of the group with `group_labels`)."""
-    alert = _alert_of(notification, now_ns)
-    groups = {"alertname": alert.labels["alertname"]} if _synthetic(notification) else dict(group_labels)
-    return AlertmanagerMessage(receiver=receiver, status=alert.status, alerts=[alert], group_labels=groups,
-                               common_labels=dict(alert.labels), common_annotations=dict(alert.annotations),
-                               external_url=external_url, group_key=group_key(groups))
+                         external_url: str, now_ns: int, max_alerts: int = 0) -> AlertmanagerMessage:
+    """Alertmanager's webhook body for a message: every alert of the group with `group_labels`.
+
+    With `max_alerts` above 0, alerts past it are left out and counted in `truncatedAlerts`, as Alertmanager does.
+    """
+    if _synthetic(notification):
+        every = [_synthetic_alert(notification, now_ns)]
+        groups = {"alertname": every[0].labels["alertname"]}
+    else:
+        generator = next(iter(notification.links.values()), "")
+        every = [_alert_of(kind, alert, generator, now_ns) for kind, alert in notification.alert_events()]
+        groups = dict(group_labels)
+    alerts = every[:max_alerts] if max_alerts > 0 else every
+    status: Literal["firing", "resolved"] = "firing" if any(a.status == "firing" for a in every) else "resolved"
+    return AlertmanagerMessage(receiver=receiver, status=status, alerts=alerts, group_labels=groups,
+                               common_labels=_common([a.labels for a in every]),
+                               common_annotations=_common([a.annotations for a in every]),
+                               external_url=external_url, group_key=group_key(groups),
+                               truncated_alerts=len(every) - len(alerts))

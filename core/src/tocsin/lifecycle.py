@@ -24,6 +24,9 @@ internal_log = logging.getLogger("tocsin")
 _pending: dict[Callable[[], None], None] = {}
 _lock = threading.RLock()  # reentrant: the SIGTERM handler may run in a thread that holds it
 _hooked = False
+_handling = threading.Event()  # set when the SIGTERM handler starts
+NUDGE_AFTER_S = 0.2
+"""How long the watcher waits for the SIGTERM handler to start before sending SIGTERM again."""
 
 
 class Done(Coroutine[Any, Any, None]):
@@ -80,11 +83,53 @@ def install_sigterm_handler() -> bool:
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return signal.getsignal(signal.SIGTERM) is _on_sigterm
     signal.signal(signal.SIGTERM, _on_sigterm)
+    _watch_wakeups()
     return True
+
+
+def _watch_wakeups() -> None:
+    """Make sure a SIGTERM is acted on promptly. CPython runs a handler only when the main thread next runs
+    Python code: a signal that lands just before it enters a long `time.sleep` waits the whole sleep. The
+    signal's number also goes to a wakeup fd; a watcher thread reading it sends SIGTERM again if the handler has
+    not started soon after, and that second signal interrupts the sleep. Skipped when the app owns the fd."""
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        previous = None
+    if previous != -1:  # the app (or asyncio) uses the wakeup fd: leave it alone
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    threading.Thread(target=_nudge_on_sigterm, args=(read_fd,), name="tocsin-sigterm", daemon=True).start()
+
+
+def _nudge_on_sigterm(read_fd: int) -> None:
+    leave_sigterm_to_other_threads()
+    while True:
+        try:
+            received = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not received:
+            return
+        if signal.SIGTERM in received and not _handling.wait(NUDGE_AFTER_S):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def leave_sigterm_to_other_threads() -> None:
+    """Block SIGTERM in the calling thread (threads it starts inherit that), so the kernel delivers it to the
+    main thread: a Python handler runs only there, and only a signal delivered there interrupts its sleep."""
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Flush and close the live monitors, then take the default action: the process ends by SIGTERM (status 143)."""
+    _handling.set()
     close_all()
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

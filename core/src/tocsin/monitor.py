@@ -262,6 +262,7 @@ class Monitor:
         ready = threading.Event()
 
         def run() -> None:
+            lifecycle.leave_sigterm_to_other_threads()  # and to the threads this one starts (executor, storage)
             asyncio.set_event_loop(loop)
             loop.call_soon(ready.set)
             loop.run_forever()

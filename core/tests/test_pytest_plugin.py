@@ -19,6 +19,18 @@ def test_a_projects_own_monitor_fixture_is_not_shadowed(monitor):
     assert monitor == "the project's monitor"
 
 
+def test_every_fixture_tocsin_loads_into_a_project_is_prefixed():
+    import ast
+    import inspect
+
+    import tocsin.testing.pytest_plugin as plugin
+
+    tree = ast.parse(inspect.getsource(plugin))
+    fixtures = [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and any("fixture" in ast.unparse(decorator) for decorator in node.decorator_list)]
+    assert fixtures and all(name.startswith("tocsin_") for name in fixtures), fixtures
+
+
 async def test_tocsin_monitor_is_started_on_memory_storage(tocsin_monitor):
     assert tocsin_monitor.started and tocsin_monitor.config.storage.backend == "memory"
     tocsin_monitor.log.info("from the fixture", n=1)

@@ -26,3 +26,11 @@ def test_quickstart_runs_and_reads_back_what_it_recorded(tmp_path):
     assert 50 < p99_ms < 500  # lognormal(-3, 0.6): the true p99 is about 200 ms
     assert re.search(r"carries its trace: [0-9a-f]{32}", out)
     assert result.stderr == ""
+
+
+def test_the_example_config_the_readme_commands_use_passes_config_check():
+    result = subprocess.run([sys.executable, "-m", "tocsin", "config", "check", str(ROOT / "examples" / "tocsin.toml")],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout.strip()) == (0, f"{ROOT / 'examples' / 'tocsin.toml'}: ok"), result.stderr
+    readme = (ROOT / "README.md").read_text()
+    assert "--config examples/tocsin.toml" in readme and "--config tocsin.toml" not in readme

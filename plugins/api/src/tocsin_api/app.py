@@ -3,7 +3,8 @@
 `create_app(monitor)` builds it. Every `/api/v1` route is behind the scope guard (`tocsin_api.auth`); each
 handler names the scope it needs in `opt` (read by default). `/healthz` and `/readyz` stay public for load
 balancers. Errors are problem+json (`tocsin_api.problems`). Other plugins add routes with the
-`register_routes(monitor)` hook. With `manage=True` the app owns the monitor: it starts it on startup and
+`register_routes(monitor)` hook; their routes sit behind the same guard, so a handler names its scope in `opt`
+(`opt={"scope": None}` makes it public). With `manage=True` the app owns the monitor: it starts it on startup and
 closes it (flushing everything) on shutdown.
 """
 
@@ -78,10 +79,11 @@ def create_app(monitor: Monitor, *, manage: bool = True) -> Litestar:
     cfg = monitor.config.server
     extra = [handler for handlers in monitor.pm.hook.register_routes(monitor=monitor) for handler in handlers or []]
     api = Router(path="/api/v1", route_handlers=ROUTES, guards=[scope_guard])
+    plugin_routes = [Router(path="/", route_handlers=extra, guards=[scope_guard])] if extra else []
     rate_limit = RateLimitConfig(rate_limit=("minute", cfg.rate_limit), identifier_for_request=_caller,
                                  exclude=["/healthz", "/readyz"])
     app = Litestar(
-        route_handlers=[api, *probes.PUBLIC, *extra],
+        route_handlers=[api, *probes.PUBLIC, *plugin_routes],
         dependencies={"monitor": Provide(lambda: monitor, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=LenientJSONRequest,

@@ -1,0 +1,1 @@
+"""tocsin storage backend "postgres": PostgreSQL with partitions, tsvector search, LISTEN/NOTIFY."""

@@ -1,0 +1,1 @@
+"""tocsin for Prometheus: /metrics exposition and an Alertmanager-compatible receiver."""

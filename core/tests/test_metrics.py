@@ -530,6 +530,62 @@ def test_collect_while_recording_never_loses_or_double_counts(registry):
     assert sum(LogSketch.from_model(r.sketch).count for r in histograms) == 4 * per_thread
 
 
+def test_totals_are_cumulative_and_leave_rollups_unchanged(registry):
+    requests = registry.counter("requests_total")
+    level = registry.gauge("level")
+    latency = registry.histogram("latency")
+    registry.gauge("never_set")
+    requests.inc()
+    requests.inc(2.5, route="/a")
+    level.set(7)
+    for value in (1, 2, 4):
+        latency.observe(value)
+    first = dict((info.name, totals) for info, totals in registry.totals())
+    assert [t.value for t in first["requests_total"]] == [1, 2.5]
+    assert first["level"][0].value == 7
+    assert first["never_set"] == []
+    assert (first["latency"][0].count, first["latency"][0].sum) == (3, 7)
+    rollups = {(r.name, tuple(r.labels.items())): r for r in registry.collect()}
+    assert (rollups["requests_total", ()].sum, rollups["requests_total", ()].count) == (1, 1)
+    assert rollups["latency", ()].count == 3
+    requests.inc()
+    latency.observe(8)
+    later = dict((info.name, totals) for info, totals in registry.totals())
+    assert later["requests_total"][0].value == 2  # across the collect: a running total
+    assert (later["latency"][0].count, later["latency"][0].sum, later["latency"][0].value) == (4, 15, 8)
+    assert later["latency"][0].sketch.quantile(1.0) == pytest.approx(8, rel=0.01)
+    assert registry.collect()[0].sum == 1  # the totals read did not eat the interval's increase
+
+
+def test_totals_while_recording_and_collecting_count_every_increment(registry):
+    requests = registry.counter("requests_total")
+    latency = registry.histogram("latency")
+    per_thread = 5_000
+    collected: list[MetricRollup] = []
+    stop = threading.Event()
+
+    def read_until_stopped() -> None:
+        while not stop.is_set():
+            registry.totals()
+            collected.extend(registry.collect())
+
+    def work(n: int) -> None:
+        for i in range(per_thread):
+            requests.inc()
+            latency.observe(i % 3)
+
+    reader = threading.Thread(target=read_until_stopped)
+    reader.start()
+    run_threads(work, count=4)
+    stop.set()
+    reader.join()
+    collected.extend(registry.collect())
+    totals = dict((info.name, series) for info, series in registry.totals())
+    assert totals["requests_total"][0].value == 4 * per_thread
+    assert sum(r.sum for r in collected if r.name == "requests_total") == 4 * per_thread
+    assert totals["latency"][0].count == totals["latency"][0].sketch.count == 4 * per_thread
+
+
 # -- percentiles ------------------------------------------------------------------------------------
 
 QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0)

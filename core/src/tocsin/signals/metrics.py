@@ -7,6 +7,8 @@
     ok.inc()
     metrics.histogram("http_request_seconds").observe(0.042, route="/")
     rollups = metrics.collect()                 # everything since the previous collect
+    for info, totals in metrics.totals():       # every series since it was created (a scrape's view)
+        ...
 
 Rollups per interval: a counter reports its increase as `sum`, the number of inc calls as `count`,
 min/max over the increments and its running total as `last` (no rollup if it was not incremented);
@@ -35,7 +37,7 @@ import msgspec
 from tocsin.errors import ConfigError, InstrumentError
 from tocsin.models import Event, MetricKind, MetricRollup
 from tocsin.signals.naming import check_label_name, check_metric_name, finite_number
-from tocsin.signals.series import FOLD_AT, CounterSeries, GaugeSeries, HistogramSeries, Series
+from tocsin.signals.series import FOLD_AT, CounterSeries, GaugeSeries, HistogramSeries, Series, Totals
 
 __all__ = [
     "Counter",
@@ -46,6 +48,7 @@ __all__ = [
     "HistogramSeries",
     "InstrumentInfo",
     "MetricsRegistry",
+    "Totals",
 ]
 
 DEFAULT_MAX_SERIES = 2000
@@ -316,6 +319,15 @@ class MetricsRegistry:
                     if rollup is not None:
                         rollups.append(rollup)
             return rollups
+
+    def totals(self) -> list[tuple[InstrumentInfo, list[Totals]]]:
+        """Every instrument (by name) with each series' totals since it was created; starts no new interval,
+        so exporters such as a Prometheus scrape read cumulative values without disturbing the flusher."""
+        result = []
+        for _, instrument in sorted(self._instruments.items()):
+            series = [totals for series in instrument.all_series() if (totals := series.totals()) is not None]
+            result.append((instrument.info(), series))
+        return result
 
     def instruments(self) -> list[InstrumentInfo]:
         """Every declared instrument with its kind, description, unit and series count, by name."""

@@ -9,6 +9,9 @@ under the GIL. A counter's `inc()` by 1 is `next()` on an `itertools.count`; eve
 under the series lock, either by `rollup()` or by the recording thread once `FOLD_AT` values wait (so
 memory stays bounded between collects). A fold copies the pending list and then deletes exactly the
 values it copied, so a value appended meanwhile stays for the next fold: nothing is lost or counted twice.
+
+`totals()` reads a series since its creation without starting a new interval (what a Prometheus scrape
+needs): a counter's running total, a gauge's value, a histogram's count, sum and lifetime sketch.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import itertools
 import math
 import sys
 import threading
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from tocsin.models import MetricKind, MetricRollup, Sketch
 from tocsin.signals.naming import counter_increment, finite_number
@@ -32,6 +35,17 @@ _NEG_INF = -math.inf
 _MAX = sys.float_info.max  # the inline value check: a float or int within +-_MAX (so no nan, no inf)
 _UP = (1,)  # a gauge's pending list holds set values as numbers and inc/dec deltas as 1-tuples
 _DOWN = (-1,)
+
+
+class Totals(NamedTuple):
+    """One series since it was created: `value` is a counter's total, a gauge's value, a histogram's last value;
+    `count`, `sum` and `sketch` are a histogram's observations (a counter's count is its inc calls)."""
+
+    labels: dict[str, str]
+    value: float
+    count: int = 0
+    sum: float = 0.0
+    sketch: LogSketch | None = None
 
 
 class _Aggregate:
@@ -116,17 +130,26 @@ class Series:
             self._fold_pending()
             return self._close(start_ns, interval_s)
 
+    def totals(self) -> Totals | None:
+        """The series since it was created, without closing the interval (None: it holds no value yet)."""
+        with self._lock:
+            self._fold_pending()
+            return self._totals()
+
     def _fold(self, batch: list) -> None:
         self._agg.add(batch)
 
     def _close(self, start_ns: int, interval_s: float) -> MetricRollup | None:
         raise NotImplementedError
 
+    def _totals(self) -> Totals | None:
+        raise NotImplementedError
+
 
 class CounterSeries(Series):
     """A counter series: `sum` is the increase in the interval and `last` the running total."""
 
-    __slots__ = ("_tick", "_tick_base", "_ticks", "_total")
+    __slots__ = ("_count", "_tick", "_tick_base", "_ticks", "_total")
     kind = "counter"
 
     def __init__(self, metric: str, labels: dict[str, str]) -> None:
@@ -135,6 +158,7 @@ class CounterSeries(Series):
         self._tick = self._ticks.__next__  # the +1 hot path: one C call, atomic under the GIL
         self._tick_base = 0
         self._total = 0.0
+        self._count = 0
 
     def inc(self, value: float = 1) -> None:
         """Add `value` (>= 0, default 1)."""
@@ -143,18 +167,28 @@ class CounterSeries(Series):
         else:
             self._push(counter_increment(self.metric, value))
 
-    def _close(self, start_ns: int, interval_s: float) -> MetricRollup | None:
+    def _fold_ticks(self) -> None:
+        """Move the +1 ticks counted so far into the interval's aggregate; the caller holds the lock."""
         # Reading an itertools.count is one more next(): it returns the ticks so far plus our own reads.
         seen = next(self._ticks)
         units = seen - self._tick_base
         self._tick_base = seen + 1
-        agg, self._agg = self._agg, _Aggregate()
         if units:
-            agg.add_repeated(1, units)
+            self._agg.add_repeated(1, units)
+
+    def _close(self, start_ns: int, interval_s: float) -> MetricRollup | None:
+        self._fold_ticks()
+        agg, self._agg = self._agg, _Aggregate()
         if not agg.count:
             return None
         self._total += agg.total
+        self._count += agg.count
         return agg.rollup(self, start_ns, interval_s, last=self._total)
+
+    def _totals(self) -> Totals:
+        self._fold_ticks()
+        total = self._total + self._agg.total
+        return Totals(dict(self.labels), total, self._count + self._agg.count, total)
 
 
 class GaugeSeries(Series):
@@ -199,16 +233,23 @@ class GaugeSeries(Series):
             agg.add([value])
         return agg.rollup(self, start_ns, interval_s, last=value)
 
+    def _totals(self) -> Totals | None:
+        return None if self._value is None else Totals(dict(self.labels), self._value)
+
 
 class HistogramSeries(Series):
     """A histogram series: count/sum/min/max/last plus a mergeable 1%-relative-error sketch."""
 
-    __slots__ = ("_sketch",)
+    __slots__ = ("_life", "_life_count", "_life_last", "_life_sum", "_sketch")
     kind = "histogram"
 
     def __init__(self, metric: str, labels: dict[str, str]) -> None:
         super().__init__(metric, labels)
         self._sketch = LogSketch()
+        self._life = LogSketch()  # the closed intervals' sketches merged: the lifetime distribution
+        self._life_count = 0
+        self._life_sum = 0.0
+        self._life_last = 0.0
 
     def observe(self, value: float) -> None:
         """Record one observation."""
@@ -229,4 +270,19 @@ class HistogramSeries(Series):
         if not agg.count:
             return None
         sketch, self._sketch = self._sketch, LogSketch()
+        self._life.merge(sketch)
+        self._life_count += agg.count
+        self._life_sum += agg.total
+        self._life_last = agg.last
         return agg.rollup(self, start_ns, interval_s, last=agg.last, sketch=sketch.to_model())
+
+    def _totals(self) -> Totals | None:
+        agg = self._agg
+        count = self._life_count + agg.count
+        if not count:
+            return None
+        sketch = LogSketch(self._life.gamma)
+        sketch.merge(self._life)
+        sketch.merge(self._sketch)
+        return Totals(dict(self.labels), agg.last if agg.count else self._life_last, count,
+                      self._life_sum + agg.total, sketch)

@@ -44,6 +44,8 @@ from tocsin.models import (
     DeliveryAttempt,
     DeliveryState,
     Event,
+    GroupMember,
+    GroupState,
     HealthResult,
     HealthStatus,
     LabelMatcher,
@@ -54,6 +56,8 @@ from tocsin.models import (
     MetricKind,
     MetricRollup,
     Notification,
+    NotifyGroup,
+    RepeatMark,
     SeriesPoints,
     Severity,
     Silence,
@@ -104,6 +108,7 @@ from tocsin.storage.protocol import (
     check_query_values,
 )
 from tocsin.storage.rollups import QUANTILES, check_query, evaluate
+from tocsin.storage.tokens import tokenize
 from tocsin.values import Duration, Secret
 from tocsin.workflows.stats import WorkflowStats
 
@@ -135,6 +140,8 @@ __all__ = [
     "EgressGuard",
     "Event",
     "ExecutionQuery",
+    "GroupMember",
+    "GroupState",
     "HealthCheck",
     "HealthResult",
     "HealthStatus",
@@ -153,6 +160,7 @@ __all__ = [
     "Not",
     "Notification",
     "NotificationChannel",
+    "NotifyGroup",
     "Page",
     "ParsedQuery",
     "PluginInfo",
@@ -161,6 +169,7 @@ __all__ = [
     "RateLimit",
     "RenderContext",
     "RenderError",
+    "RepeatMark",
     "Retention",
     "RuleStatus",
     "Runtime",
@@ -214,5 +223,6 @@ __all__ = [
     "routing_labels",
     "scrub",
     "secrets_in",
+    "tokenize",
     "worst_status",
 ]

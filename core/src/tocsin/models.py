@@ -280,6 +280,41 @@ class DeliveryAttempt(Model, kw_only=True):
     error: str = ""
 
 
+class NotifyGroup(Model, kw_only=True):
+    """A notification group's timer on one channel: its first flush and the latest flush booked so far."""
+
+    channel: str
+    group_id: str
+    first_ns: int
+    last_ns: int
+
+
+class GroupMember(Model, kw_only=True):
+    """A firing alert of a notification group; saved with `firing=False` it leaves the group."""
+
+    channel: str
+    group_id: str
+    fingerprint: str
+    firing: bool = True
+
+
+class RepeatMark(Model, kw_only=True):
+    """When a channel was last sent a firing notification of an alert's episode (for `repeat_interval`)."""
+
+    channel: str
+    fingerprint: str
+    episode: int
+    time_ns: int
+
+
+class GroupState(Model, kw_only=True):
+    """Notification grouping state kept in storage so a restart continues each group and repeat schedule."""
+
+    groups: list[NotifyGroup] = []
+    members: list[GroupMember] = []
+    marks: list[RepeatMark] = []
+
+
 # -- Health -----------------------------------------------------------------------------------------
 
 

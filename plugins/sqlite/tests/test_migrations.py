@@ -14,7 +14,7 @@ from tocsin_sqlite import SQLiteStorage
 
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import SchemaVersionError, StorageError
-from tocsin.models import MetricRollup
+from tocsin.models import GroupState, MetricRollup, NotifyGroup, RepeatMark
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.protocol import LogQuery, MetricQuery
 
@@ -98,6 +98,10 @@ def _rollups() -> list[MetricRollup]:
     return out
 
 
+GROUP_TABLES = ("notify_groups", "notify_members", "notify_marks")
+"""The notification grouping state tables, added in version 4."""
+
+
 def _build_v1(path) -> None:
     """A version-1 database holding metrics and one log line, written the way version 1 wrote them."""
     prepared = metrics.prepare(_rollups())
@@ -145,8 +149,8 @@ async def test_a_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path
     with sqlite3.connect(path) as connection:
         versions = connection.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
     connection.close()
-    assert [version for version, _ in versions] == [1, 2, 3] == [*range(1, SCHEMA_VERSION + 1)]
-    assert "metric_tiers" in versions[1][1] and "leases" in versions[2][1]
+    assert [version for version, _ in versions] == [*range(1, SCHEMA_VERSION + 1)]
+    assert "metric_tiers" in versions[1][1] and "leases" in versions[2][1] and "notify_groups" in versions[3][1]
     fresh = tmp_path / "new.db"
     new_storage = SQLiteStorage(config(fresh))
     await new_storage.open()
@@ -160,8 +164,9 @@ async def test_a_version_2_file_gets_the_leases_table_and_keeps_its_data(tmp_pat
     await storage.open()
     await storage.write_metrics(_rollups()[:10])
     await storage.close()
-    with sqlite3.connect(path) as connection:  # back to what version 2 wrote: no leases table
-        connection.execute("DROP TABLE leases")
+    with sqlite3.connect(path) as connection:  # back to what version 2 wrote: no leases or grouping tables
+        for table in ("leases", *GROUP_TABLES):
+            connection.execute(f"DROP TABLE {table}")
         connection.execute("UPDATE schema_version SET version = 2, description = 'created at version 2'")
     connection.close()
     assert "leases" not in {name for _, name, _ in _schema(path)}
@@ -183,6 +188,37 @@ async def test_a_version_2_file_gets_the_leases_table_and_keeps_its_data(tmp_pat
             "expires_ns BIGINT NOT NULL, PRIMARY KEY (name) )") in _schema(fresh)
 
 
+async def test_a_version_3_file_gets_the_grouping_tables_and_keeps_its_data(tmp_path):
+    path = tmp_path / "v3.db"
+    storage = SQLiteStorage(config(path))
+    await storage.open()
+    await storage.write_metrics(_rollups()[:10])
+    assert await storage.acquire_lease("leader", "a", 15, T0)
+    await storage.close()
+    with sqlite3.connect(path) as connection:  # back to what version 3 wrote: no grouping tables
+        for table in GROUP_TABLES:
+            connection.execute(f"DROP TABLE {table}")
+        connection.execute("UPDATE schema_version SET version = 3, description = 'created at version 3'")
+    connection.close()
+    upgraded = SQLiteStorage(config(path))
+    await upgraded.open()
+    try:
+        assert upgraded.schema_found == 3
+        assert (await upgraded.stats()).rows["metric_rollups"] == 10
+        assert await upgraded.lease_holder("leader", T0 + SECOND) == "a"
+        mark = RepeatMark(channel="ops", fingerprint="fp", episode=1, time_ns=T0)
+        group = NotifyGroup(channel="ops", group_id="g", first_ns=T0, last_ns=T0)
+        await upgraded.save_group_state(GroupState(groups=[group], marks=[mark]))
+        assert await upgraded.load_group_state() == GroupState(groups=[group], marks=[mark])
+    finally:
+        await upgraded.close()
+    fresh = tmp_path / "new.db"
+    new_storage = SQLiteStorage(config(fresh))
+    await new_storage.open()
+    await new_storage.close()
+    assert _schema(path) == _schema(fresh)
+
+
 async def test_reopening_a_current_file_changes_nothing(tmp_path):
     storage = SQLiteStorage(config(tmp_path / "t.db"))
     await storage.open()
@@ -202,7 +238,7 @@ async def test_a_newer_file_is_refused_and_left_alone(tmp_path):
     with sqlite3.connect(path) as connection:
         connection.execute("INSERT INTO schema_version VALUES (99, 0, 'from the future')")
     connection.close()
-    with pytest.raises(SchemaVersionError, match=r"schema version 99.*up to 3.*newer tocsin"):
+    with pytest.raises(SchemaVersionError, match=rf"schema version 99.*up to {SCHEMA_VERSION}.*newer tocsin"):
         await SQLiteStorage(config(path)).open()
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT max(version) FROM schema_version").fetchone() == (99,)

@@ -10,7 +10,18 @@ import msgspec
 
 from tocsin.builtins.memory_records import check_limit, detached, drop_old, in_range, keyset_page
 from tocsin.errors import StorageError
-from tocsin.models import Alert, AlertTransition, Delivery, DeliveryAttempt, DeliveryState, Silence
+from tocsin.models import (
+    Alert,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    GroupMember,
+    GroupState,
+    NotifyGroup,
+    RepeatMark,
+    Silence,
+)
 from tocsin.storage.matchers import compile_matchers
 from tocsin.storage.protocol import AlertQuery, DeliveryQuery, Page, check_query_values
 
@@ -28,6 +39,9 @@ class MemoryAlerts:
         self._silences: dict[str, Silence] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._attempts: dict[str, list[DeliveryAttempt]] = {}
+        self._groups: dict[tuple[str, str], tuple[int, int]] = {}  # (channel, group) -> (first_ns, last_ns)
+        self._members: set[tuple[str, str, str]] = set()  # (channel, group, fingerprint) of firing members
+        self._marks: dict[tuple[str, str], tuple[int, int]] = {}  # (channel, fingerprint) -> (episode, time_ns)
 
     # -- alerts and silences -----------------------------------------------------------------------
     async def save_alert(
@@ -194,8 +208,42 @@ class MemoryAlerts:
             del self._silences[silence_id]
         return len(old_alerts) + old_transitions + len(old_silences)
 
+    # -- notification grouping state --------------------------------------------------------------------
+
+    async def save_group_state(self, state: GroupState) -> None:
+        """Upsert group timers and repeat marks; add firing members, remove the others."""
+        for group in state.groups:
+            self._groups[(group.channel, group.group_id)] = (group.first_ns, group.last_ns)
+        for member in state.members:
+            key = (member.channel, member.group_id, member.fingerprint)
+            if member.firing:
+                self._members.add(key)
+            else:
+                self._members.discard(key)
+        for mark in state.marks:
+            self._marks[(mark.channel, mark.fingerprint)] = (mark.episode, mark.time_ns)
+
+    async def load_group_state(self) -> GroupState:
+        """Every group timer, firing member and repeat mark."""
+        return GroupState(
+            groups=[NotifyGroup(channel=c, group_id=g, first_ns=first, last_ns=last)
+                    for (c, g), (first, last) in self._groups.items()],
+            members=[GroupMember(channel=c, group_id=g, fingerprint=f) for c, g, f in sorted(self._members)],
+            marks=[RepeatMark(channel=c, fingerprint=f, episode=episode, time_ns=at)
+                   for (c, f), (episode, at) in self._marks.items()],
+        )
+
+    def _sweep_group_state(self, cutoff_ns: int) -> None:
+        """Group timers last flushed before the cutoff (with their members) and older repeat marks."""
+        old = {key for key, (_, last_ns) in self._groups.items() if last_ns < cutoff_ns}
+        for key in old:
+            del self._groups[key]
+        self._members = {member for member in self._members if member[:2] not in old}
+        self._marks = {key: mark for key, mark in self._marks.items() if mark[1] >= cutoff_ns}
+
     def _sweep_notifications(self, cutoff_ns: int) -> int:
-        """Finished deliveries with their attempts; pending and in-flight ones stay."""
+        """Finished deliveries with their attempts (pending and in-flight ones stay), and old grouping state."""
+        self._sweep_group_state(cutoff_ns)
         old = [
             delivery_id
             for delivery_id, delivery in self._deliveries.items()

@@ -115,6 +115,7 @@ class MemoryStorage(MemoryAlerts):
     enqueue_deliveries = _writes(MemoryAlerts.enqueue_deliveries)
     claim_deliveries = _writes(MemoryAlerts.claim_deliveries)
     record_attempt = _writes(MemoryAlerts.record_attempt)
+    save_group_state = _writes(MemoryAlerts.save_group_state)
 
     async def open(self) -> None:
         """Nothing to connect to."""

@@ -24,6 +24,7 @@ from tocsin.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryState,
+    GroupState,
     HealthResult,
     HealthStatus,
     LabelMatcher,
@@ -267,6 +268,16 @@ class StorageBackend(Protocol):
     async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
         """Every attempt of one delivery, oldest first."""
 
+    # -- notification grouping state ---------------------------------------------------------------
+    async def save_group_state(self, state: GroupState) -> None:
+        """Apply the router's grouping changes in one transaction: upsert each group timer by (channel,
+        group_id) and each repeat mark by (channel, fingerprint); add each member saved with `firing=True` and
+        remove each saved with `firing=False` (by channel, group_id, fingerprint; removing an absent one is no
+        error). Later entries of one call win over earlier ones with the same key."""
+
+    async def load_group_state(self) -> GroupState:
+        """Every stored group timer, firing member and repeat mark (read once when a process starts leading)."""
+
     # -- health ------------------------------------------------------------------------------------
     async def health_history(
         self,
@@ -298,7 +309,9 @@ class StorageBackend(Protocol):
     async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
         """Delete what is older than the retention per signal; returns rows deleted per signal.
 
-        Alerts that are not resolved, silences that have not expired and pending deliveries are kept.
+        Alerts that are not resolved, silences that have not expired and pending deliveries are kept. The
+        notifications retention also deletes group timers whose last flush, and repeat marks whose time, is
+        older (with the timers' members); these are not counted.
         """
 
     async def stats(self) -> StorageStats:

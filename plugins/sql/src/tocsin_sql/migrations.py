@@ -10,6 +10,7 @@ History:
   1  the first release
   2  metric_tiers: per-minute and per-hour merges of every series, backfilled from metric_rollups
   3  leases: the named leases processes sharing a store take turns on (one leader per database)
+  4  notify_groups, notify_members, notify_marks: notification grouping state kept across restarts
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ from tocsin.ext import SchemaVersionError, StorageError
 from tocsin_sql import metrics
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect, decode_sketch
-from tocsin_sql.schema import SCHEMA_VERSION, leases, metadata, metric_rollups, metric_tiers, schema_version
+from tocsin_sql.schema import (
+    SCHEMA_VERSION,
+    leases,
+    metadata,
+    metric_rollups,
+    metric_tiers,
+    notify_groups,
+    notify_marks,
+    notify_members,
+    schema_version,
+)
 from tocsin_sql.tiers import RollupRow, fold
 
 _BACKFILL_CHUNK = 5000
@@ -80,9 +91,17 @@ def _add_leases(db: Database) -> None:
     create_table(db, leases)
 
 
+def _add_group_state(db: Database) -> None:
+    """Version 4: create the (empty) grouping state tables; groups in flight start over once, as before."""
+    for table in (notify_groups, notify_members, notify_marks):
+        create_table(db, table)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "metric_tiers: per-minute and per-hour merges of every series, backfilled", _add_metric_tiers),
     Migration(3, "leases: which process leads (evaluates, dispatches, checks health, sweeps)", _add_leases),
+    Migration(4, "notify_groups, notify_members, notify_marks: notification grouping kept across restarts",
+              _add_group_state),
 )
 
 

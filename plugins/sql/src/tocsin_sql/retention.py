@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from tocsin_sql import logkeys, metrics
+from tocsin_sql import groups, logkeys, metrics
 from tocsin_sql import logs as log_rows
 from tocsin_sql.alerts import SWEPT_STATES
 from tocsin_sql.database import Database, one_of
@@ -160,7 +160,7 @@ _STEPS: dict[str, list[Step]] = {
         _chunk_delete(alert_transitions, alert_transitions.c.id, lambda: alert_transitions.c.time_ns < _cutoff()),
         _chunk_delete(silences, silences.c.id, lambda: silences.c.ends_ns < _cutoff()),
     ],
-    "notifications": [_sweep_deliveries],
+    "notifications": [_sweep_deliveries, groups.sweep],
     "health": [_chunk_delete(health, health.c.id, lambda: health.c.time_ns < _cutoff())],
     "workflows": [
         _sweep_executions,

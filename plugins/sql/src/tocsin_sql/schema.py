@@ -11,6 +11,8 @@ Layout choices, shared by every dialect:
 * `metric_series.id` is a hash of the metric name and label set, so writers never look a series up.
   `metric_tiers` holds per-minute and per-hour merges of `metric_rollups` (`tocsin_sql.tiers`).
 * `leases` holds the named leases processes sharing a store take turns on (`tocsin_sql.leases`).
+* `notify_groups`, `notify_members` and `notify_marks` hold the notification router's grouping state (group
+  timers, their firing alerts, repeat marks; `tocsin_sql.groups`), so a restart continues each group.
 
 `SCHEMA_VERSION` is the version this metadata describes; `tocsin_sql.migrations` upgrades older files to it.
 """
@@ -19,9 +21,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: the first release. 2: metric_tiers (per-minute and per-hour merges of every series), backfilled.
-3: leases (which process leads: runs the evaluator, dispatcher, health checks and sweeps)."""
+3: leases (which process leads: runs the evaluator, dispatcher, health checks and sweeps).
+4: notify_groups, notify_members, notify_marks (notification grouping state that survives a restart)."""
 
 RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """A 64-bit integer primary key; spelled INTEGER on SQLite so that it is the rowid itself."""
@@ -317,6 +320,37 @@ leases = sa.Table(
     _ns("expires_ns"),
 )
 """Named leases (`tocsin_sql.leases`): held by `holder` while now < `expires_ns`; one row per name."""
+
+# -- notification grouping state --------------------------------------------------------------------------
+
+notify_groups = sa.Table(
+    "notify_groups",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("group_id", sa.Text, primary_key=True),
+    _ns("first_ns"),
+    _ns("last_ns"),
+)
+"""One notification group's timer per (channel, group): its first flush and the latest flush booked."""
+
+notify_members = sa.Table(
+    "notify_members",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("group_id", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, primary_key=True),
+)
+"""The firing alerts of each notification group (a group with none left ends at its next tick)."""
+
+notify_marks = sa.Table(
+    "notify_marks",
+    metadata,
+    sa.Column("channel", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.Text, primary_key=True),
+    sa.Column("episode", sa.BigInteger, nullable=False),
+    _ns("time_ns"),
+)
+"""When each channel was last sent a firing notification of an alert's episode (its `repeat_interval` mark)."""
 
 ROW_COUNTED: tuple[sa.Table, ...] = (
     metric_series,

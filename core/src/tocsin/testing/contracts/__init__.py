@@ -14,16 +14,17 @@ yields an opened backend with nothing in it:
 The tests use only the `StorageBackend` protocol (no peeking at internals), fixed nanosecond timestamps
 (no sleeping), and log text queries made of plain words and one quoted phrase.
 
-The tests live in one mixin per area (`metrics`, `traces`, `logs`, `alerts`, `outbox`, `health`, `workflows`,
-`housekeeping`, `leases`, `feed`), each built on `base.ContractBase` and the record factories in `records`. The
-mixins are not named `Test*`, so pytest collects them only through a backend's subclass of
-`StorageBackendContract`.
+The tests live in one mixin per area (`metrics`, `traces`, `logs`, `alerts`, `outbox`, `groups` (notification
+grouping state), `health`, `workflows`, `housekeeping`, `leases`, `feed`), each built on `base.ContractBase` and
+the record factories in `records`. The mixins are not named `Test*`, so pytest collects them only through a
+backend's subclass of `StorageBackendContract`.
 """
 
 from __future__ import annotations
 
 from tocsin.testing.contracts.alerts import AlertsContract
 from tocsin.testing.contracts.feed import FeedContract
+from tocsin.testing.contracts.groups import GroupsContract
 from tocsin.testing.contracts.health import HealthContract
 from tocsin.testing.contracts.housekeeping import HousekeepingContract
 from tocsin.testing.contracts.leases import LeasesContract
@@ -44,6 +45,7 @@ class StorageBackendContract(
     HousekeepingContract,
     WorkflowsContract,
     HealthContract,
+    GroupsContract,
     OutboxContract,
     AlertsContract,
     LogsContract,

@@ -114,3 +114,19 @@ def test_doctor_reports_config_problems_and_load_failures_with_exit_1(tmp_path, 
     assert "FAILED plugin 'broken' from tocsin-broken 0.9.0 failed to load: RuntimeError: boom" in result.stderr
     assert "bogus" in result.stderr and "Traceback" not in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.toml", "site"]
+
+
+def test_doctor_shows_records_dropped_by_a_full_buffer_and_what_to_change(tmp_path):
+    config = tmp_path / "app.json"
+    config.write_text(json.dumps({"storage": {"backend": "sqlite", "path": str(tmp_path / "app.db")},
+                                  "logging": {"buffer_size": 100, "batch_size": 100, "flush_interval": "1h"}}))
+    with Monitor.from_config(config) as monitor:
+        for i in range(1000):
+            monitor.log.info("burst", i=i)
+        dropped = monitor.log_buffer.dropped
+    assert dropped > 0
+    lines = run("doctor", "--config", str(config), cwd=tmp_path).stdout.splitlines()
+    assert lines[4:6] == ["drops:", f'  logs: {dropped:,} (buffer_full) - raise buffer_size or set overflow = "block" '
+                                    "in [logging], [tracing] or [workflows]"]
+    report = json.loads(run("doctor", "--json", "--config", str(config), cwd=tmp_path).stdout)
+    assert report["dropped"] == {"logs/buffer_full": dropped}

@@ -31,14 +31,15 @@ from tocsin.health.service import HealthCheckService
 from tocsin.models import Event
 from tocsin.notify.service import NotifyService
 from tocsin.plugins import PluginManager, Registries, await_me_maybe, build_registries, make_plugin_manager
-from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.buffer import BoundedBuffer, sized_buffer
 from tocsin.signals.handler import TocsinHandler
-from tocsin.signals.logs import Logger, drain_records
+from tocsin.signals.logs import Logger, drain_records, entry_size
 from tocsin.signals.metrics import MetricsRegistry
 from tocsin.signals.sampling import make_sampler
 from tocsin.signals.tracing import Tracer
 from tocsin.storage.batches import BatchWriter, WriteOutcome, Writer, report_outcome
 from tocsin.storage.lease import LEASE_NAME, Leadership, holder_id
+from tocsin.storage.location import storage_location
 from tocsin.storage.protocol import Retention, StorageBackend
 from tocsin.workflows.service import WorkflowMonitor
 
@@ -47,16 +48,6 @@ T = TypeVar("T")
 internal_log = logging.getLogger("tocsin")
 
 SPAN_BATCH = 512
-
-
-def storage_location(backend: str, options: object) -> str:
-    """Where a backend keeps its data, for people: `sqlite at /abs/tocsin.db`, else its name (never a secret)."""
-    if backend == "memory":
-        return "memory — nothing is kept after the process ends"
-    path = getattr(options, "path", None)
-    if not isinstance(path, str) or path in ("", ":memory:") or path.startswith("file:"):
-        return backend
-    return f"{backend} at {os.path.abspath(path)}"
 
 
 class Service(Protocol):
@@ -88,16 +79,13 @@ class Monitor:
         self.events = EventBus()
         cfg = self.config
         self.metrics = MetricsRegistry(max_series=cfg.metrics.max_series_per_metric, on_event=self.emit, clock=now_ns)
-        self.span_buffer: BoundedBuffer[Any] = BoundedBuffer(
-            "spans", cfg.tracing.buffer_size, batch_size=min(SPAN_BATCH, cfg.tracing.buffer_size),
-            on_batch=self._wake, on_first_drop=self._buffer_full,
-        )
+        self.span_buffer = sized_buffer("spans", cfg.tracing.buffer_size, cfg.tracing.overflow, item_bytes=2048,
+                                        batch_size=SPAN_BATCH, on_batch=self._wake, on_first_drop=self._buffer_full)
         sampler = make_sampler(cfg.tracing.sampler if cfg.tracing.enabled else "always_off", cfg.tracing.sample_rate)
         self.tracer = Tracer(service=cfg.service, buffer=self.span_buffer, sampler=sampler, clock=now_ns)
-        self.log_buffer: BoundedBuffer[Any] = BoundedBuffer(
-            "logs", cfg.logging.buffer_size, batch_size=min(cfg.logging.batch_size, cfg.logging.buffer_size),
-            on_batch=self._wake, on_first_drop=self._buffer_full,
-        )
+        self.log_buffer = sized_buffer("logs", cfg.logging.buffer_size, cfg.logging.overflow, item_bytes=512,
+                                       batch_size=cfg.logging.batch_size, measure=entry_size, on_batch=self._wake,
+                                       on_first_drop=self._buffer_full)
         self.log = Logger(buffer=self.log_buffer, service=cfg.service, name=cfg.service, level=cfg.logging.level,
                           clock=now_ns)
         self.storage: StorageBackend | None = None
@@ -119,7 +107,7 @@ class Monitor:
         self._wake_event: asyncio.Event | None = None
         self._flush_lock: asyncio.Lock | None = None
         self._writers = {signal: BatchWriter(signal) for signal in ("logs", "spans", "metrics")}
-        self._dropped_seen = {"logs": 0, "spans": 0}
+        self._dropped_seen: Counter[str] = Counter()
         self._stdlib_handler: TocsinHandler | None = None
         self.started = False
         self.closed = False
@@ -199,6 +187,8 @@ class Monitor:
         self._flush_lock = asyncio.Lock()
         self.started = True
         self._tasks = [asyncio.create_task(self._flusher(), name="tocsin-flusher")]
+        for buffer in self.buffers.values():  # overflow = "block" waits for this loop's flusher, off its thread
+            buffer.consumer_thread, buffer.waitable = threading.get_ident(), True
         await self.workflows.start_writing()
         if self.leadership.ttl_s > 0 and not hasattr(self.storage, "acquire_lease"):
             internal_log.warning("tocsin: storage %r keeps no leases; this process leads whatever others do",
@@ -236,7 +226,12 @@ class Monitor:
     async def _final_flush(self) -> None:
         if self._stdlib_handler is not None:
             logging.getLogger().removeHandler(self._stdlib_handler)
+        for buffer in self.buffers.values():
+            buffer.stop_waiting()
         await self._aflush()
+        for section, buffer in self.buffers.items():
+            if (note := buffer.drop_note(section)) is not None:
+                internal_log.warning("tocsin: %s", note)
         lost = {writer.signal: len(writer.pending) for writer in self._writers.values()}
         lost["workflows"] = len(self.workflows.writer.pending)
         for signal, count in lost.items():
@@ -395,12 +390,17 @@ class Monitor:
             raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")
         return outcome
 
+    @property
+    def buffers(self) -> dict[str, BoundedBuffer[Any]]:
+        """The in-memory buffers by config section: `logging`, `tracing`, `workflows`."""
+        return {"logging": self.log_buffer, "tracing": self.span_buffer, "workflows": self.workflows.buffer}
+
     def _count_buffer_drops(self) -> None:
-        for signal, buffer in (("logs", self.log_buffer), ("spans", self.span_buffer)):
-            new = buffer.dropped - self._dropped_seen[signal]
+        for buffer in self.buffers.values():
+            new = buffer.dropped - self._dropped_seen[buffer.name]
             if new:
-                self._dropped_seen[signal] = buffer.dropped
-                self.metrics.counter("tocsin_records_dropped_total").inc(new, signal=signal, reason="buffer_full")
+                self._dropped_seen[buffer.name] = buffer.dropped
+                self.metrics.counter("tocsin_records_dropped_total").inc(new, signal=buffer.name, reason="buffer_full")
 
     async def _flusher(self) -> None:
         """Flush each signal on its own interval, or early when a buffer holds a full batch."""

@@ -1,4 +1,5 @@
-"""Value types used in config: durations written as "30s" or "5m", and secrets that never print."""
+"""Value types used in config: durations written as "30s" or "5m", buffer sizes as "64MiB", and secrets that
+never print."""
 
 from __future__ import annotations
 
@@ -34,6 +35,38 @@ class Duration(float):
         return f"Duration({float(self)!r})"
 
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)\s*$")
+_SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+class BufferSize(str):
+    """How much an in-memory buffer may hold: a memory size ("64MiB", "512KiB") or, written as a plain
+    integer, a number of records (the older form); `bytes` or `records` is set, the other is None."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, value: object) -> BufferSize:
+        """Read a buffer size from a config value; ValueError says what is accepted."""
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if isinstance(text, str):
+            size = cls(text.strip())
+            if (size.bytes or size.records or 0) >= 1:
+                return size
+        raise ValueError(f"expected a size like '64MiB' or '512KiB' (or a number of records), got {value!r}")
+
+    @property
+    def bytes(self) -> int | None:
+        """The size in bytes, or None when the size is a number of records."""
+        match = _SIZE.match(self)
+        return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)]) if match else None
+
+    @property
+    def records(self) -> int | None:
+        """The number of records, or None when the size is in bytes."""
+        return int(self) if self.isdigit() else None
+
+
 class Secret:
     """A string that prints as `<secret>` in reprs, errors, logs and encoded output; `reveal()` gives the value."""
 
@@ -64,9 +97,11 @@ class Secret:
 
 
 def enc_hook(value: object) -> object:
-    """msgspec encoder hook: durations as seconds, secrets as `<secret>`."""
+    """msgspec encoder hook: durations as seconds, buffer sizes as written, secrets as `<secret>`."""
     if isinstance(value, Secret):
         return "<secret>"
     if isinstance(value, Duration):
         return float(value)
+    if isinstance(value, BufferSize):
+        return str.__str__(value)
     raise NotImplementedError(f"cannot encode {type(value).__name__}")

@@ -107,6 +107,14 @@ def test_stats_say_which_process_leads(client, server):
     assert stats["lease_holder"] == server.monitor.holder
 
 
+def test_stats_show_each_buffers_budget_overflow_policy_and_drops(client, server):
+    buffers = client.get("/api/v1/stats").json()["buffers"]
+    assert set(buffers) == {"logs", "spans", "workflows"}
+    logs = buffers["logs"]
+    assert logs["overflow"] == server.monitor.config.logging.overflow and logs["max_bytes"] == 64 * 2**20
+    assert logs["dropped"] == server.monitor.log_buffer.dropped and logs["blocked"] == 0
+
+
 def test_every_operation_of_the_api_is_documented_in_docs_api_md(client):
     import pathlib
     import re

@@ -3,12 +3,15 @@
 It prints the tocsin and Python versions, where the config comes from (`--config`, `TOCSIN_CONFIG`, or the
 defaults), the storage backend and where it keeps data (the same words as the startup line `tocsin: storing
 in ...`, plus whether the file exists yet), the installed plugins with their distributions and versions, and
-the plugins that failed to load. Storage is inspected, never opened, so a missing database stays missing.
-It exits 1 when the config has problems or a plugin failed to load.
+the plugins that failed to load, and the records dropped so far by signal and reason (tocsin's own
+`tocsin_records_dropped_total`, read from a store that already exists, with the setting to change). A missing
+store is never opened, so it stays missing. It exits 1 when the config has problems or a plugin failed to
+load.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import sys
@@ -33,7 +36,7 @@ def _config_source(config_path: str | None) -> tuple[str, str | None, str]:
 
 def _storage(config: Any, registries: Any) -> dict[str, Any]:
     """The backend, its location in the startup line's words, and whether its file exists (never opened)."""
-    from tocsin.monitor import storage_location
+    from tocsin.storage.location import storage_location
 
     name = config.storage.backend
     options = config.storage.options
@@ -49,6 +52,29 @@ def _storage(config: Any, registries: Any) -> dict[str, Any]:
     return {"backend": name, "location": location, "path": full if exists is not None else None, "exists": exists}
 
 
+FIXES = {"buffer_full": 'raise buffer_size or set overflow = "block" in [logging], [tracing] or [workflows]'}
+
+
+def _drops(config: Any, registries: Any) -> dict[str, float]:
+    """Records dropped so far by `signal/reason`, from tocsin's own counter in the (existing) store."""
+    from tocsin.storage.protocol import MetricQuery
+
+    backend = registries.storage.get(config.storage.backend)
+    storage = backend(config.storage.options if config.storage.options is not None else backend.Config())
+    query = MetricQuery(name="tocsin_records_dropped_total", start_ns=0, end_ns=2**63 - 1, aggregate="sum",
+                        by=["signal", "reason"])
+
+    async def read() -> list[Any]:
+        await storage.open()
+        try:
+            return await storage.query_metrics(query)
+        finally:
+            await storage.close()
+
+    return {f"{s.labels.get('signal', '')}/{s.labels.get('reason', '')}": sum(v for _, v in s.points)
+            for s in asyncio.run(read())}
+
+
 def diagnose(pm: Any, config_path: str | None) -> dict[str, Any]:
     """Everything `tocsin doctor` reports, as plain data."""
     from tocsin import __version__
@@ -62,6 +88,7 @@ def diagnose(pm: Any, config_path: str | None) -> dict[str, Any]:
         "python": {"version": platform.python_version(), "executable": sys.executable},
         "config": {"source": kind, "path": path, "text": words},
         "storage": None,
+        "dropped": None,
         "problems": [],
         "plugins": [msgspec.to_builtins(info) for info in describe_plugins(pm, registries)],
         "failed": [str(failure) for failure in pm.load_failures],
@@ -72,7 +99,24 @@ def diagnose(pm: Any, config_path: str | None) -> dict[str, Any]:
         report["problems"] = str(error).splitlines()
     else:
         report["storage"] = _storage(config, registries)
+        if report["storage"]["exists"]:
+            try:
+                report["dropped"] = _drops(config, registries)
+            except TocsinError as error:
+                report["problems"].append(f"reading dropped records from storage failed: {error}")
     return report
+
+
+def _drop_lines(dropped: dict[str, float]) -> list[str]:
+    """`drops:` and one line per signal and reason with how many and what to change."""
+    if not any(dropped.values()):
+        return ["drops:   none recorded"]
+    lines = ["drops:"]
+    for key, count in sorted(dropped.items()):
+        signal, _, reason = key.partition("/")
+        fix = f" - {FIXES[reason]}" if reason in FIXES else ""
+        lines.append(f"  {signal}: {count:,.0f} ({reason}){fix}")
+    return lines
 
 
 def _plugin_lines(plugins: list[dict[str, Any]]) -> list[str]:
@@ -95,7 +139,8 @@ def _plugin_lines(plugins: list[dict[str, Any]]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def doctor(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
-    """Show versions, the config source, where data is stored, and the installed plugins; create nothing."""
+    """Show versions, the config source, where data is stored, records dropped, and the installed plugins;
+    create nothing."""
     from tocsin.plugins import make_plugin_manager
 
     root = ctx.find_root()
@@ -111,6 +156,8 @@ def doctor(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     click.echo(f"config:  {report['config']['text']}")
     storage = report["storage"]
     click.echo(f"storage: {storage['location'] if storage else 'unknown: the config has problems (below)'}")
+    for line in _drop_lines(report["dropped"]) if report["dropped"] is not None else ():
+        click.echo(line)
     click.echo("plugins:")
     for line in _plugin_lines(report["plugins"]):
         click.echo(line)

@@ -13,11 +13,12 @@ import msgspec
 from tocsin.config.schedules import parse_schedule
 from tocsin.errors import ConfigError
 from tocsin.models import Aggregate, LogLevel, Severity
-from tocsin.values import Duration, Secret
+from tocsin.values import BufferSize, Duration, Secret
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 Ratio = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Overflow = Literal["drop", "block"]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
 
 
@@ -84,7 +85,8 @@ class TracingConfig(Section, kw_only=True):
     enabled: bool = True
     sampler: Literal["always_on", "always_off", "ratio", "parent_based"] = "parent_based"
     sample_rate: Ratio = 1.0
-    buffer_size: Positive = 2048
+    buffer_size: BufferSize = BufferSize("64MiB")
+    overflow: Overflow = "drop"
     flush_interval: Duration = Duration(5)
     live_after: Duration = Duration(5)
 
@@ -93,7 +95,8 @@ class LoggingConfig(Section, kw_only=True):
     """`[logging]`: tocsin's structured log buffer, and whether stdlib `logging` is captured too."""
 
     level: LogLevel = "info"
-    buffer_size: Positive = 10000
+    buffer_size: BufferSize = BufferSize("64MiB")
+    overflow: Overflow = "drop"
     batch_size: Positive = 512
     flush_interval: Duration = Duration(1)
     capture_stdlib: bool = False
@@ -194,7 +197,8 @@ class ExpectationConfig(Section, kw_only=True):
 class WorkflowsConfig(Section, kw_only=True):
     """`[workflows]`: how executions are written and how often expectations are checked."""
 
-    buffer_size: Positive = 10000
+    buffer_size: BufferSize = BufferSize("32MiB")
+    overflow: Overflow = "drop"
     flush_interval: Duration = Duration(1)
     check_interval: Duration = Duration(30)
     expect: list[ExpectationConfig] = []

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import msgspec
 
 from tocsin.errors import ConfigProblem
-from tocsin.values import Duration, Secret
+from tocsin.values import BufferSize, Duration, Secret
 
 _UNRESOLVED = object()
 _PHRASES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean"}
@@ -51,6 +51,8 @@ class Walker:
             return self._struct(value, annotation, path)
         if annotation is Duration:
             return self._parse(Duration.parse, value, path)
+        if annotation is BufferSize:
+            return self._parse(BufferSize.parse, value, path)
         if annotation is Secret:
             if not isinstance(value, str):  # never echo what was meant to be a secret
                 self.problem(path, f"expected a string (a secret), got {type(value).__name__}")
@@ -201,7 +203,8 @@ def _type_name(annotation: Any) -> str:
         return "a list"
     if get_origin(annotation) is dict or _is_struct(annotation):
         return "a table"
-    names = {Duration: "a duration", float: "a number", int: "an integer", str: "a string", bool: "a boolean"}
+    names = {Duration: "a duration", BufferSize: "a size", float: "a number", int: "an integer", str: "a string",
+             bool: "a boolean"}
     return names.get(annotation) or getattr(annotation, "__name__", str(annotation))
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 from tocsin.errors import InstrumentError
 from tocsin.models import LOG_LEVELS, LogLevel, LogRecord
-from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.buffer import BoundedBuffer, approx_size
 from tocsin.signals.context import current_execution, current_span
 from tocsin.signals.exceptions import exception_fields, safe_str
 from tocsin.signals.sanitize import MAX_DEPTH, NESTED_TOO_DEEP
@@ -158,6 +158,12 @@ class Logger:
 
     def __repr__(self) -> str:
         return f"<Logger {self.name!r} level={self._level} fields={len(self.fields)}>"
+
+
+def entry_size(entry: LogEntry) -> int:
+    """The bytes one queued entry holds on its own: the tuple, the message and the call's fields (the logger's
+    identity and the span are shared with other entries and not counted)."""
+    return sys.getsizeof(entry) + sys.getsizeof(entry[2]) + approx_size(entry[3])
 
 
 def drain_records(

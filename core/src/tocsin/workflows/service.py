@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from tocsin.config.schema import ExpectationConfig
 from tocsin.errors import ConfigError, ConfigProblem, InstrumentError, QueryError, TocsinError
 from tocsin.models import Event, WorkflowExecution, WorkflowStep
-from tocsin.signals.buffer import BoundedBuffer
+from tocsin.signals.buffer import BoundedBuffer, sized_buffer
 from tocsin.signals.context import current_execution
 from tocsin.storage.batches import BatchWriter, report_outcome
 from tocsin.storage.protocol import ExecutionQuery, Page
@@ -49,8 +49,8 @@ class WorkflowMonitor:
         cfg = monitor.config.workflows
         self.flush_interval = float(cfg.flush_interval)
         self.check_interval = float(cfg.check_interval)
-        self.buffer: BoundedBuffer[Run | StepRun] = BoundedBuffer(
-            "workflows", cfg.buffer_size, batch_size=min(BATCH, cfg.buffer_size), on_batch=self._wake,
+        self.buffer: BoundedBuffer[Run | StepRun] = sized_buffer(
+            "workflows", cfg.buffer_size, cfg.overflow, item_bytes=1024, batch_size=BATCH, on_batch=self._wake,
             on_first_drop=self._buffer_full,
         )  # fmt: skip
         self._recorder = Recorder(monitor, self.buffer)

@@ -13,11 +13,16 @@ from tocsin_api.deps import MonitorDep
 
 
 class BufferStats(msgspec.Struct, kw_only=True):
-    """One in-memory buffer: how full it is and how much it dropped."""
+    """One in-memory buffer: how full it is, what it does when full (`overflow`: drop or block), how much it
+    dropped and how often a caller waited for the writer (`blocked`); `max_bytes` is its memory budget (None
+    when it is bounded in records), `capacity` the records that fit at their measured size."""
 
     size: int
     capacity: int
+    max_bytes: int | None
+    overflow: str
     dropped: int
+    blocked: int
 
 
 class Stats(msgspec.Struct, kw_only=True):
@@ -49,7 +54,7 @@ async def stats(monitor: MonitorDep) -> Stats:
     """Totals since the store began (tocsin's own counters), the live buffers, and the store's size."""
     storage = monitor.storage
     assert storage is not None
-    buffers = {"logs": monitor.log_buffer, "spans": monitor.span_buffer, "workflows": monitor.workflows.buffer}
+    buffers = {b.name: b for b in monitor.buffers.values()}
     return Stats(
         service=monitor.config.service,
         storage_backend=monitor.config.storage.backend,
@@ -59,7 +64,8 @@ async def stats(monitor: MonitorDep) -> Stats:
         written=await _counter_by(monitor, "tocsin_records_written_total", "signal"),
         dropped=await _counter_by(monitor, "tocsin_records_dropped_total", "signal", "reason"),
         sanitized=await _counter_by(monitor, "tocsin_records_sanitized_total", "signal", "reason"),
-        buffers={name: BufferStats(size=len(b), capacity=b.capacity, dropped=b.dropped) for name, b in buffers.items()},
+        buffers={name: BufferStats(size=len(b), capacity=b.capacity, max_bytes=b.max_bytes, overflow=b.overflow,
+                                   dropped=b.dropped, blocked=b.blocked) for name, b in buffers.items()},
         storage=await storage.stats(),
     )
 

@@ -1,0 +1,114 @@
+"""The demo running inside the monitor: history first, then live traffic, nightly runs and health checks.
+
+`DemoPlugin` is registered on the demo's monitor as a plugin: its `startup` hook (the monitor's storage is open
+and its services run) seeds the history and starts the simulation, and its `shutdown` hook stops it before the
+monitor flushes and closes, so nothing is recorded into a closed store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from tocsin import Monitor, hookimpl
+from tocsin.ext import StorageUnavailable
+from tocsin_api.demo import history
+from tocsin_api.demo.nightly import nightly
+from tocsin_api.demo.shop import (
+    LATENCY,
+    REQUESTS,
+    USERS,
+    Shop,
+    Timeline,
+    active_users,
+    arrivals,
+    fraud_check_down,
+    payments_down,
+)
+
+TICK_S = 0.5
+"""Wall seconds between two batches of live requests."""
+
+
+class DemoPlugin:
+    """The simulated shop as a tocsin plugin: started and stopped with the monitor it is registered on."""
+
+    def __init__(self, shop: Shop, *, speed: float, rps: float, history_minutes: float,
+                 on_ready: Callable[[int], None]) -> None:
+        self.shop = shop
+        self.speed = speed
+        self.rps = rps
+        self.history_minutes = history_minutes
+        self.on_ready = on_ready
+        self.timeline: Timeline | None = None
+        self.clock: Callable[[], int] = time.time_ns
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, monitor: Monitor) -> None:
+        """Declare the shop's health checks (before the monitor starts): payments-api fails during incidents,
+        its fraud-check dependency flaps, the storefront stays up."""
+        interval = max(0.5, 2 / self.speed)
+        checks = {"web": lambda demo_s: True,
+                  "payments-api": lambda demo_s: "unhealthy" if payments_down(demo_s) else "healthy",
+                  "fraud-check": lambda demo_s: "unhealthy" if fraud_check_down(demo_s) else "healthy"}
+        for name, status in checks.items():
+            monitor.health.check(name, interval=interval, timeout=1, critical=name != "fraud-check")(
+                self.check(status))
+
+    def check(self, status: Callable[[float], object]) -> Callable[[], object]:
+        """A health check function answering `status(demo time now)`."""
+
+        async def run() -> object:
+            return status(self.now_s()) if self.timeline else "healthy"
+
+        return run
+
+    def now_s(self) -> float:
+        """The demo time now."""
+        assert self.timeline is not None
+        return self.timeline.demo_s(self.clock())
+
+    @hookimpl
+    async def startup(self, monitor: Monitor) -> None:
+        """Seed the history, then start live traffic and the nightly job."""
+        self.clock = monitor.clock.now_ns
+        self.timeline = Timeline(self.clock(), self.speed)
+        made = await history.seed(monitor, self.shop, self.timeline, minutes=self.history_minutes, rps=self.rps)
+        self.tasks = [asyncio.create_task(self.traffic(monitor), name="tocsin-demo-traffic"),
+                      asyncio.create_task(nightly(monitor, self.shop, self.timeline), name="tocsin-demo-nightly")]
+        self.on_ready(made)
+
+    @hookimpl
+    async def shutdown(self) -> None:
+        """Stop the simulation (the monitor then flushes what it recorded)."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def traffic(self, monitor: Monitor) -> None:
+        """Every TICK_S, the requests that arrived: their metrics through the monitor's instruments, their spans
+        and logs written as the services would have sent them."""
+        assert self.timeline is not None
+        requests_total = monitor.metrics.counter(REQUESTS)
+        latency = monitor.metrics.histogram(LATENCY)
+        users = monitor.metrics.gauge(USERS)
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            next_tick += TICK_S
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+            now_ns = self.clock()
+            demo_s = self.timeline.demo_s(now_ns)
+            users.set(active_users(demo_s))
+            spans, logs = [], []
+            for request in self.shop.requests(demo_s, arrivals(self.shop.rng, demo_s, TICK_S, self.rps)):
+                requests_total.inc(status=str(request.status), **request.labels)
+                latency.observe(request.seconds, **request.labels)
+                trace, records = self.shop.records(request, now_ns - int(request.seconds * 1e9))
+                spans += trace
+                logs += records
+            with contextlib.suppress(StorageUnavailable):  # storage busy: this tick's traces are lost, not queued
+                await monitor.ingest("spans", spans)
+                await monitor.ingest("logs", logs)

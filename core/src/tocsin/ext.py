@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from tocsin.alerting.backtest import BacktestResult, WouldNotify
 from tocsin.alerting.evaluator import RuleStatus
+from tocsin.alerting.external import ExternalAlert
 from tocsin.alerting.service import event_data as alert_event_data
 from tocsin.alerting.silences import parse_matchers
 from tocsin.config.schema import ApiKey, Port, ServerConfig
@@ -139,6 +140,7 @@ __all__ = [
     "EgressDenied",
     "EgressGuard",
     "Event",
+    "ExternalAlert",
     "ExecutionQuery",
     "GroupMember",
     "GroupState",

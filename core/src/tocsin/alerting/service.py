@@ -3,6 +3,7 @@
     alerting = AlertingService(monitor, router=router)   # the Monitor exposes it as `monitor.alerting`
     alerting.add_rule({"name": "queue-deep", "metric": "queue_depth", "aggregate": "max", "threshold": 100})
     report = await alerting.evaluate()                   # one cycle now (the loop runs them on its own)
+    await alerting.receive_external("prometheus", [ExternalAlert(labels={"alertname": "Down"})])
     await alerting.acknowledge(fingerprint, by="ann", comment="on it", until_ns=...)
     await alerting.create_silence('route="/health"', created_by="ann", duration_s=3600)
     result = await alerting.backtest("queue-deep", start_ns, end_ns)
@@ -16,7 +17,8 @@ transitions *and* the outbox deliveries its notifying transitions produce, in on
 (a transactional outbox): a notification exists exactly when its transition does. Which channels a
 notification reaches, and when, is the `Router`'s business (tocsin.notify.routing); without one nothing is
 enqueued. Every transition is also published on the event bus as `Event(topic="alerts", type=<to_state>)`,
-and each cycle ends with an `evaluated` event (its duration and counts).
+and each cycle ends with an `evaluated` event (its duration and counts). Alerts evaluated by another system
+(a Prometheus server) come in through `receive_external` and follow the same path (tocsin.alerting.external).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import msgspec
 
 from tocsin.alerting.backtest import BacktestResult, run_backtest
 from tocsin.alerting.evaluator import Evaluator, RuleStatus, Settings, StorageArchive
+from tocsin.alerting.external import ExternalAlert, ExternalAlerts, fingerprint_of
 from tocsin.alerting.rules import CompiledRule, rule_from_spec
 from tocsin.alerting.silences import SilenceIndex, SilenceState, as_matchers, new_silence, silence_state
 from tocsin.alerting.state import (
@@ -108,6 +111,7 @@ class AlertingService:
                                  grace_s=float(cfg.for_grace_period))
         self.evaluator = Evaluator(self.settings, on_timing=self._record_timing, inhibitor=self._health_inhibitor)
         self._channels = {channel.name for channel in monitor.config.channels}
+        self.external = ExternalAlerts()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self.last_report: CycleReport | None = None
@@ -209,7 +213,11 @@ class AlertingService:
             for update in cycle.updates:
                 if update.changed:
                     await self._save(storage, update, now)
-            for silence in index.ended_by_resolve(update.alert for update in cycle.updates):
+            swept = self.external.sweep(list(self.evaluator.alerts.values()), now, index)
+            for update in swept:
+                await self._save(storage, update, now)
+                self._track(update.alert)
+            for silence in index.ended_by_resolve(update.alert for update in [*cycle.updates, *swept]):
                 await self._end_silence(storage, silence, now, "its alerts resolved")
             for status in cycle.health_changes:
                 self.monitor.emit(Event(topic="alerts", type="rule_health", time_ns=now,
@@ -223,11 +231,39 @@ class AlertingService:
                               if self.evaluator.status[name].health == "error"],
             )
             report = self.last_report
+            self.monitor.metrics.histogram("tocsin_alert_evaluation_seconds").observe(report.duration_s)
             self.monitor.emit(Event(topic="alerts", type="evaluated", time_ns=now, data={
                 "duration_s": report.duration_s, "rules": report.rules, "failed_rules": report.failed_rules,
                 "alerts": len(report.alerts), "transitions": len(report.transitions),
                 "notifications": len(report.notifications)}))
             return report
+
+    async def receive_external(self, source: str, alerts: Sequence[ExternalAlert]) -> list[Alert]:
+        """Take alerts another system evaluated (rule `<source>:<alertname>`): each fires until its `ends_ns` and
+        then resolves, through the same silences, notification decisions and outbox as a rule's alerts; a
+        re-sent alert changes nothing and notifies nobody again. Returns the alerts as saved."""
+        async with self._lock:
+            storage = self._storage()
+            now = self.monitor.clock.now_ns()
+            index = SilenceIndex(await storage.list_silences(), now)
+            saved = []
+            for incoming in alerts:
+                stored = await storage.get_alert(fingerprint_of(source, incoming.labels))
+                update = self.external.receive(source, incoming, stored, now, index)
+                if update is not None:
+                    await self._save(storage, update, now)
+                    self._track(update.alert)
+                    saved.append(update.alert)
+            for silence in index.ended_by_resolve(saved):
+                await self._end_silence(storage, silence, now, "its alerts resolved")
+            return saved
+
+    def _track(self, alert: Alert) -> None:
+        """Keep an alert another system sent in the working set while it is in play or receivers think it fires."""
+        if alert.state in ACTIVE_STATES or is_open(alert):
+            self.evaluator.alerts[alert.fingerprint] = alert
+        else:
+            self.evaluator.alerts.pop(alert.fingerprint, None)
 
     async def _alerts(self, storage: StorageBackend, states: Sequence[str]) -> list[Alert]:
         query = AlertQuery(states=list(states), limit=PAGE)  # type: ignore[arg-type]

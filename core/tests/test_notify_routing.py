@@ -164,5 +164,5 @@ def test_prune_forgets_finished_groups_and_old_repeat_marks():
     routed(router, alert("a"), "resolved", at_s=10)
     routed(router, alert("b"))
     router.prune(T0 + 2 * 3600 * S)
-    assert len(router.groups) == 1 and next(iter(router.groups.values())).firing == {"b"}
-    assert router.last_firing == {}
+    assert len(router.book.timers) == 1 and next(iter(router.book.timers.values())).firing == {"b"}
+    assert router.book.marks == {}

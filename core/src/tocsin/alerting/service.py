@@ -66,6 +66,9 @@ class Router(Protocol):
     def deliveries_for(self, alert: Alert, transition: AlertTransition, now_ns: int) -> list[Delivery]:
         """The deliveries to store with this transition (none: nobody is told)."""
 
+    async def persist(self, storage: StorageBackend) -> None:
+        """Save the routing state the last `deliveries_for` calls changed (group timers, repeat marks)."""
+
 
 class NoRouter:
     """The router used until notifications are configured: no deliveries."""
@@ -73,6 +76,9 @@ class NoRouter:
     def deliveries_for(self, alert: Alert, transition: AlertTransition, now_ns: int) -> list[Delivery]:
         """Nothing to deliver."""
         return []
+
+    async def persist(self, storage: StorageBackend) -> None:
+        """No routing state to save."""
 
 
 class CycleReport(msgspec.Struct, kw_only=True):
@@ -302,6 +308,7 @@ class AlertingService:
             except Exception as error:  # a routing bug must not lose the state change
                 internal_log.warning("tocsin: routing %s of alert %s failed: %r", transition.to_state,
                                      update.alert.fingerprint, error)
+        await self.router.persist(storage)  # grouping state first: a crash in between leaves it ahead, not behind
         try:
             await storage.save_alert(update.alert, update.transitions, deliveries)
         except Exception as error:  # the next cycle re-reads storage and makes the change again

@@ -11,16 +11,18 @@ sends each group as one message. So a new group waits `group_wait`; later change
 `repeat_interval` (re-notifications come from the rule's cooldown, rounded up to a tick here); and an alert
 that resolves before its group's first flush is never notified. `group_by` defaults to `["alertname"]` (one
 group per rule, as Grafana does; Alertmanager's empty default puts every alert of a route in one group);
-`["..."]` groups nothing. Timers are kept in memory: after a restart a group starts over with `group_wait`.
+`["..."]` groups nothing. Timers and repeat marks are kept in storage too (`tocsin.notify.groups`): the
+alerting engine saves the router's changes (`persist`) before the transition that caused them, and a process
+that starts leading loads them (`restore`), so a restart continues each group and repeat schedule.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import math
+import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -28,12 +30,15 @@ import msgspec
 from tocsin.config.schema import ChannelConfig, Config, NotificationsConfig, RuleConfig
 from tocsin.errors import ConfigProblem
 from tocsin.models import SEVERITIES, Alert, AlertTransition, Delivery, Severity
+from tocsin.notify.groups import GroupBook
 from tocsin.notify.ledger import Ledger
+from tocsin.storage.protocol import StorageBackend
 
 UNGROUPED = "..."
 RESOLVED_STATES = frozenset({"resolved", "inactive", "normal"})
 RuleChannels = Callable[[str, Severity], Sequence[str]]
 OnDrop = Callable[[str, str, Alert], None]
+internal_log = logging.getLogger("tocsin")
 
 
 def transition_kind(transition: AlertTransition) -> str:
@@ -129,24 +134,6 @@ class ChannelRoute:
         return _digest(self.name, *sorted(group_labels.items())), group_labels
 
 
-@dataclass
-class GroupTimer:
-    """One group's flush schedule: the first flush, the last one booked, and its firing members."""
-
-    first_ns: int
-    last_ns: int
-    firing: set[str] = field(default_factory=set)
-
-    def next_flush(self, now_ns: int, interval_ns: int) -> int:
-        """The first tick (first flush + k × group_interval) at or after now."""
-        if now_ns <= self.first_ns:
-            return self.first_ns
-        if interval_ns <= 0:
-            return now_ns
-        ticks = math.ceil((now_ns - self.first_ns) / interval_ns)
-        return self.first_ns + ticks * interval_ns
-
-
 def notification_problems(config: Config) -> list[ConfigProblem]:
     """Config checks across channels: fallbacks name other configured channels, `"..."` stands alone."""
     names = {channel.name for channel in config.channels}
@@ -206,8 +193,7 @@ class Router:
         self.rule_channels: RuleChannels = rule_channels or (lambda rule, severity: ())
         self.on_drop = on_drop
         self.pending: dict[str, int] = dict.fromkeys(self.routes, 0)
-        self.groups: dict[tuple[str, str], GroupTimer] = {}
-        self.last_firing: dict[tuple[str, str], tuple[int, int]] = {}  # (channel, fp) -> (episode, time_ns)
+        self.book = GroupBook()
 
     def channels_for(self, alert: Alert) -> list[str]:
         """The channels an alert may reach before per-channel filters: the rule's list, else every channel."""
@@ -241,21 +227,29 @@ class Router:
                 self._leave_group(route, alert)
         return rows
 
+    async def persist(self, storage: StorageBackend) -> None:
+        """Save the grouping changes routed since the last call (a failure keeps them for the next call)."""
+        state = self.book.drain()
+        if not (state.groups or state.members or state.marks):
+            return
+        try:
+            await storage.save_group_state(state)
+        except Exception as error:
+            self.book.unsaved(state)
+            internal_log.warning("tocsin: saving notification group state failed: %r", error)
+
+    async def restore(self, storage: StorageBackend) -> None:
+        """Continue the stored groups and repeat marks (when this process starts leading)."""
+        self.book.restore(await storage.load_group_state())
+
     def _leave_group(self, route: ChannelRoute, alert: Alert) -> None:
-        self.last_firing.pop((route.name, alert.fingerprint), None)
-        timer = self.groups.get((route.name, route.group(alert)[0]))
-        if timer is not None:
-            timer.firing.discard(alert.fingerprint)
+        self.book.leave((route.name, route.group(alert)[0]), alert.fingerprint)
 
     def _repeat_too_soon(self, route: ChannelRoute, alert: Alert, kind: str, now_ns: int) -> bool:
         if kind != "firing":
             return False
-        key = (route.name, alert.fingerprint)
-        last = self.last_firing.get(key)
-        if last is not None and last[0] == alert.episode and now_ns - last[1] < route.repeat_interval_ns:
-            return True
-        self.last_firing[key] = (alert.episode, now_ns)
-        return False
+        return self.book.repeat_too_soon((route.name, alert.fingerprint), alert.episode, now_ns,
+                                         route.repeat_interval_ns)
 
     def _row(self, route: ChannelRoute, alert: Alert, transition: AlertTransition, kind: str, now_ns: int) -> Delivery:
         group_id, group_labels = route.group(alert)
@@ -275,15 +269,8 @@ class Router:
         )
 
     def _flush_time(self, route: ChannelRoute, group_id: str, fingerprint: str, kind: str, now_ns: int) -> int:
-        key = (route.name, group_id)
-        timer = self.groups.get(key)
-        if timer is None or (not timer.firing and timer.last_ns < now_ns):
-            timer = self.groups[key] = GroupTimer(first_ns=now_ns + route.group_wait_ns, last_ns=0)
-        due = timer.next_flush(now_ns, route.group_interval_ns)
-        timer.last_ns = max(timer.last_ns, due)
-        if kind == "firing":
-            timer.firing.add(fingerprint)
-        return due
+        return self.book.book_flush((route.name, group_id), fingerprint, kind == "firing", now_ns,
+                                    route.group_wait_ns, route.group_interval_ns)
 
     def failure_notice(self, failed: Delivery, error: str, now_ns: int) -> Delivery | None:
         """The "notification failed" row for a delivery that finally failed, for its channel's fallback."""
@@ -313,6 +300,4 @@ class Router:
 
     def prune(self, now_ns: int) -> None:
         """Forget group timers of groups that are over and repeat marks older than any repeat interval."""
-        self.groups = {key: timer for key, timer in self.groups.items() if timer.firing or timer.last_ns >= now_ns}
-        longest = max((route.repeat_interval_ns for route in self.routes.values()), default=0)
-        self.last_firing = {key: mark for key, mark in self.last_firing.items() if now_ns - mark[1] < longest}
+        self.book.prune(now_ns, max((route.repeat_interval_ns for route in self.routes.values()), default=0))

@@ -220,8 +220,10 @@ class NotifyService:
     # -- the dispatcher loop -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Count what is already waiting in the outbox and start the dispatcher loop on the monitor's clock."""
+        """Continue the stored notification groups, count what is already waiting in the outbox and start the
+        dispatcher loop on the monitor's clock."""
         storage = self._storage()
+        await self.router.restore(storage)
         for name in self.channels:
             waiting = 0
             for state in ("pending", "sending"):

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from tocsin.ext import LogSketch, Sketch
 
 if TYPE_CHECKING:
-    from tocsin_sql.database import Database
+    from tocsin_sql.database import Compiled, Database
 
 SKETCH_MERGE_FUNCTION = "tocsin_sketch_merge"
 """The name of the SQL function `merge_sketches` calls: (stored sketch, new sketch) -> merged sketch."""
@@ -75,6 +75,11 @@ class Dialect(ABC):
     def merge_sketches(self, stored: Any, new: Any) -> sa.ColumnElement:
         """The SQL expression merging a stored sketch BLOB with a new one (see SKETCH_MERGE_FUNCTION)."""
         return getattr(sa.func, SKETCH_MERGE_FUNCTION)(stored, new)
+
+    def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert log rows (`tocsin_sql.logs.COLUMNS` order, ids assigned) with the `insert` statement; a
+        dialect with a faster bulk path (PostgreSQL's COPY) overrides it."""
+        db.run_many(insert, rows)
 
     @abstractmethod
     def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:

@@ -109,7 +109,7 @@ def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None
 
     assignment = (keys or LogKeys()).assign([row[0] for row in rows], top, highest_in)
     stored = [(log_id, *row) for log_id, row in zip(assignment.ids, rows, strict=True)]
-    db.run_many(db.sql(_insert), stored)
+    db.dialect.insert_logs(db, db.sql(_insert), stored)
     if assignment.spill:
         meta.raise_to(db, META_LOG_SPILL, assignment.spill)
     return stored

@@ -1,0 +1,360 @@
+"""`PostgresBackend`: tocsin's storage on PostgreSQL, shared by any number of processes (replicas).
+
+Each protocol method checks and encodes its input on the caller's thread, then runs one job on a pooled
+connection (`tocsin_postgres.pool`). The queries are tocsin-sql's, written once for every SQL dialect; log
+search is this plugin's (`tocsin_postgres.search`, tsvector + GIN), logs are written with COPY, sketches
+are merged in Python (`tocsin_postgres.sketches`), and the change marker counts LISTEN/NOTIFY messages
+(`tocsin_postgres.changes`). Opening creates or upgrades the schema under an advisory lock, so replicas
+starting together run each migration once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import sql as pg_sql
+from tocsin_sql import alerts, health, leases, logs, metrics, migrations, outbox, traces, workflows
+from tocsin_sql.database import StatementCache
+from tocsin_sql.logkeys import LogKeys
+from tocsin_sql.retention import Sweep
+from tocsin_sql.schema import ROW_COUNTED
+
+from tocsin.ext import (
+    RETENTION_SIGNALS,
+    Alert,
+    AlertQuery,
+    AlertTransition,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryQuery,
+    DeliveryState,
+    ExecutionQuery,
+    HealthResult,
+    HealthStatus,
+    LogHit,
+    LogQuery,
+    LogRecord,
+    MetricInfo,
+    MetricQuery,
+    MetricRollup,
+    Page,
+    Retention,
+    SeriesPoints,
+    Silence,
+    Span,
+    SpanQuery,
+    StorageError,
+    StorageStats,
+    WorkflowExecution,
+    WorkflowStep,
+    check_lease,
+    check_query,
+    check_query_values,
+    compile_matchers,
+)
+from tocsin_postgres import search
+from tocsin_postgres.changes import ChangeListener
+from tocsin_postgres.config import PostgresConfig
+from tocsin_postgres.database import PostgresDatabase
+from tocsin_postgres.dialect import PostgresDialect
+from tocsin_postgres.dsn import display
+from tocsin_postgres.pool import GENERAL, LOGS, METRICS, Pool, channel, connection_options
+from tocsin_postgres.sketches import premerge
+from tocsin_postgres.storage import PostgresStorage
+
+_SWEEP_LOCKS = {"metrics": METRICS, "logs": LOGS}
+
+
+class PostgresBackend(PostgresStorage):
+    """Every signal in one PostgreSQL schema: what `PostgresStorage(config)` builds."""
+
+    def __init__(self, config: PostgresConfig | None = None) -> None:
+        self.config = config or PostgresConfig()
+        self.where = display(self.config.dsn)  # checks the DSN can be read, without ever showing its password
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._statements = StatementCache(PostgresDialect())
+        self._log_keys = LogKeys()  # used only under the logs lock, by one job at a time
+        self._pool: Pool | None = None
+        self._changes: ChangeListener | None = None
+        self.schema_found: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def _prepare(self, db: PostgresDatabase) -> migrations.Outcome:
+        """Create the schema if missing, then create or upgrade the tables (under the migrations lock)."""
+        schema = pg_sql.Identifier(self.config.schema)
+        db.connection.execute(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+        return migrations.upgrade(db, time.time_ns(), f"{self.where} schema {self.config.schema}")
+
+    def _start(self) -> tuple[Pool, ChangeListener]:
+        pool = Pool(self.config, self._statements, self.instance)
+        pool.start()
+        try:
+            outcome = pool.run_locked(self._prepare, f"opening {self.where}")
+            changes = ChangeListener(self.config.dsn, connection_options(self.config), channel(self.config.schema),
+                                     self.instance)
+            changes.open()
+        except BaseException:
+            pool.stop()
+            raise
+        self.schema_found = outcome.found
+        return pool, changes
+
+    async def open(self) -> None:
+        """Connect, create or upgrade the schema (once across replicas), and listen for other processes' writes."""
+        if self._pool is None:
+            self._pool, self._changes = await asyncio.to_thread(self._start)
+
+    async def close(self) -> None:
+        """Finish running jobs and close every connection. Safe to call twice."""
+        pool, self._pool = self._pool, None
+        changes, self._changes = self._changes, None
+        if changes is not None:
+            changes.close()
+        if pool is not None:
+            await asyncio.to_thread(pool.stop)
+
+    def _running(self) -> Pool:
+        if self._pool is None:
+            raise StorageError(f"the PostgreSQL storage at {self.where} is not open")
+        return self._pool
+
+    async def _write(self, job: Any, doing: str, lock: int = GENERAL) -> Any:
+        return await self._running().write(job, doing, lock)
+
+    async def _read(self, job: Any, doing: str) -> Any:
+        return await self._running().read(job, doing)
+
+    # -- writes -------------------------------------------------------------------------------------------
+    async def write_metrics(self, rollups: Sequence[MetricRollup]) -> None:
+        """Store rollups; a rollup for an existing (series, start_ns) is merged into it."""
+        if rollups:
+            prepared = metrics.prepare(rollups)
+            await self._write(lambda db: metrics.write(db, premerge(db, prepared)),
+                              f"write {len(rollups)} metric rollups", METRICS)
+
+    async def write_spans(self, spans: Sequence[Span]) -> None:
+        """Store spans; a later write of the same span replaces it, a colliding span_id never does."""
+        if spans:
+            rows = [traces.encode(span) for span in spans]
+            await self._write(lambda db: traces.write(db, rows), f"write {len(rows)} spans")
+
+    async def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log records; ids are time keys, so they grow with time (see tocsin_sql.logkeys)."""
+        if records:
+            rows = [logs.encode(record) for record in records]
+
+            await self._write(lambda db: logs.insert(db, rows, self._log_keys), f"write {len(rows)} log records",
+                              LOGS)
+
+    async def write_health(self, results: Sequence[HealthResult]) -> None:
+        """Append health check results."""
+        if results:
+            rows = [health.encode(result) for result in results]
+            await self._write(lambda db: health.write(db, rows), f"write {len(rows)} health results")
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    async def list_metrics(self) -> list[MetricInfo]:
+        """Every metric name with its kind, series count and label names, sorted by name."""
+        return await self._read(metrics.list_metrics, "list metrics")
+
+    async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
+        """Aggregate rollups as the query says (tiers for long ranges, tocsin.storage.rollups.evaluate for the math)."""
+        check_query_values(query)
+        check_query(query)
+        matches = compile_matchers(query.matchers)
+        return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
+
+    # -- traces -----------------------------------------------------------------------------------------------
+    async def get_trace(self, trace_id: str) -> list[Span]:
+        """Every span of one trace ordered by start time; empty when unknown."""
+        return await self._read(lambda db: traces.get_trace(db, trace_id), f"read trace {trace_id[:40]!r}")
+
+    async def search_spans(self, query: SpanQuery) -> Page[Span]:
+        """Spans matching the query, newest first, with cursor pagination."""
+        check_query_values(query)
+        return await self._read(lambda db: traces.search(db, query), "search spans")
+
+    # -- logs -------------------------------------------------------------------------------------------------
+    async def search_logs(self, query: LogQuery) -> Page[LogHit]:
+        """Logs matching the query, newest first, with a total (None past search.TOTAL_LIMIT matches)."""
+        planned = search.plan(query)
+        return await self._read(lambda db: search.run(db, planned, query.end_ns), "search logs")
+
+    # -- alerts and silences ----------------------------------------------------------------------------------
+    async def save_alert(
+        self,
+        alert: Alert,
+        transitions: Sequence[AlertTransition] = (),
+        deliveries: Sequence[Delivery] = (),
+    ) -> None:
+        """Upsert an alert with its new transitions and outbox deliveries in one transaction."""
+        row = alerts.encode_alert(alert)
+        changes = [alerts.encode_transition(transition) for transition in transitions]
+        queued = [outbox.encode_delivery(delivery) for delivery in deliveries]
+
+        def job(db: PostgresDatabase) -> None:
+            alerts.save_alert(db, row, changes)
+            outbox.enqueue(db, queued)
+
+        await self._write(job, f"save alert {alert.fingerprint!r}")
+
+    async def get_alert(self, fingerprint: str) -> Alert | None:
+        """One alert by fingerprint."""
+        return await self._read(lambda db: alerts.get_alert(db, fingerprint), "read an alert")
+
+    async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
+        """Alerts matching the query, most recently updated first."""
+        check_query_values(query)
+        matches = compile_matchers(query.matchers)
+        return await self._read(lambda db: alerts.list_alerts(db, query, matches), "list alerts")
+
+    async def alert_history(self, fingerprint: str, limit: int = 100) -> list[AlertTransition]:
+        """An alert's transitions, oldest first (the last `limit`)."""
+        return await self._read(lambda db: alerts.alert_history(db, fingerprint, limit), "read alert history")
+
+    async def transitions_between(self, start_ns: int, end_ns: int) -> list[AlertTransition]:
+        """Every transition of every alert in [start_ns, end_ns), oldest first."""
+        return await self._read(lambda db: alerts.transitions_between(db, start_ns, end_ns), "read transitions")
+
+    async def save_silence(self, silence: Silence) -> None:
+        """Create or replace a silence by id."""
+        row = alerts.encode_silence(silence)
+        await self._write(lambda db: alerts.save_silence(db, row), f"save silence {silence.id!r}")
+
+    async def list_silences(self, active_at_ns: int | None = None) -> list[Silence]:
+        """Every silence (expired ones too), or only those active at a time; by start."""
+        return await self._read(lambda db: alerts.list_silences(db, active_at_ns), "list silences")
+
+    async def delete_silence(self, silence_id: str) -> bool:
+        """Remove a silence; False when there was none."""
+        return await self._write(lambda db: alerts.delete_silence(db, silence_id), f"delete silence {silence_id!r}")
+
+    # -- notification outbox -------------------------------------------------------------------------------
+    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Add deliveries to the outbox; an id already there is kept as it is."""
+        rows = [outbox.encode_delivery(delivery) for delivery in deliveries]
+        if rows:
+            await self._write(lambda db: outbox.enqueue(db, rows), f"enqueue {len(rows)} deliveries")
+
+    async def claim_deliveries(self, now_ns: int, limit: int, lease_s: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries, oldest first, and lease them (one write transaction)."""
+        return await self._write(lambda db: outbox.claim(db, now_ns, limit, lease_s), "claim deliveries")
+
+    async def record_attempt(
+        self, attempt: DeliveryAttempt, state: DeliveryState, next_attempt_ns: int | None = None
+    ) -> None:
+        """Log an attempt and move its delivery to `state`."""
+        await self._write(
+            lambda db: outbox.record_attempt(db, attempt, state, next_attempt_ns),
+            f"record an attempt of delivery {attempt.delivery_id!r}",
+        )
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        """One delivery by id."""
+        return await self._read(lambda db: outbox.get_delivery(db, delivery_id), "read a delivery")
+
+    async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
+        """Outbox entries, newest first."""
+        check_query_values(query)
+        return await self._read(lambda db: outbox.list_deliveries(db, query), "list deliveries")
+
+    async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
+        """Every attempt of one delivery, oldest first."""
+        return await self._read(lambda db: outbox.list_attempts(db, delivery_id), "list delivery attempts")
+
+    # -- health -----------------------------------------------------------------------------------------------
+    async def health_history(
+        self,
+        component: str,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        limit: int = 100,
+        status: HealthStatus | None = None,
+    ) -> list[HealthResult]:
+        """A component's results, newest first."""
+        return await self._read(
+            lambda db: health.history(db, component, start_ns, end_ns, limit, status), "read health history"
+        )
+
+    # -- workflows --------------------------------------------------------------------------------------------
+    async def save_execution(self, execution: WorkflowExecution) -> None:
+        """Create or replace an execution by id."""
+        row = workflows.encode_execution(execution)
+        await self._write(lambda db: workflows.save_execution(db, row), f"save execution {execution.id!r}")
+
+    async def save_step(self, step: WorkflowStep) -> None:
+        """Create or replace a step by (execution_id, name, started_ns)."""
+        row = workflows.encode_step(step)
+        await self._write(lambda db: workflows.save_step(db, row), f"save step {step.name!r}")
+
+    async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
+        """Create or replace a batch of executions and steps in one transaction; later ones win."""
+        if executions or steps:
+            encoded = [workflows.encode_execution(e) for e in executions], [workflows.encode_step(s) for s in steps]
+            await self._write(lambda db: workflows.write(db, *encoded),
+                              f"write {len(executions)} executions and {len(steps)} steps")
+
+    async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
+        """An execution with its steps ordered by start."""
+        return await self._read(lambda db: workflows.get_execution(db, execution_id), "read an execution")
+
+    async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
+        """Executions matching the query, newest first."""
+        check_query_values(query)
+        return await self._read(lambda db: workflows.list_executions(db, query), "list executions")
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+    async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
+        """Delete what is older than each signal's retention, a chunk per write transaction; rows per signal."""
+        deleted = dict.fromkeys(RETENTION_SIGNALS, 0)
+        for signal in RETENTION_SIGNALS:
+            seconds = getattr(retention, signal)
+            if seconds is None:
+                continue
+            sweep = Sweep(signal, now_ns - round(seconds * 1e9))
+            while not await self._write(sweep.step, f"sweep old {signal}", _SWEEP_LOCKS.get(signal, GENERAL)):
+                pass
+            deleted[signal] = sweep.deleted
+        return deleted
+
+    async def stats(self) -> StorageStats:
+        """Rows per table, and the bytes the schema's tables and indexes take."""
+
+        def count(db: PostgresDatabase) -> StorageStats:
+            rows = {table.name: db.fetch(f"SELECT count(*) FROM {table.name}")[0][0] for table in ROW_COUNTED}
+            (size,) = db.fetch("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                               "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'")[0]
+            return StorageStats(rows=rows, bytes=int(size))
+
+        return await self._read(count, "count rows")
+
+    # -- leases -----------------------------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
+        """Take or renew the lease until now + ttl when it is free, expired or `holder`'s (one upsert whose
+        update only matches a free, expired or own lease, so processes racing for it cannot both win)."""
+        check_lease(name, holder, ttl_s, now_ns)
+        return await self._write(lambda db: leases.acquire(db, name, holder, ttl_s, now_ns), f"take lease {name!r}")
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        check_lease(name, holder)
+        await self._write(lambda db: leases.release(db, name, holder), f"release lease {name!r}")
+
+    async def lease_holder(self, name: str, now_ns: int) -> str | None:
+        """Who holds the lease at `now_ns`, or None."""
+        check_lease(name, now_ns=now_ns)
+        return await self._read(lambda db: leases.holder(db, name, now_ns), f"read lease {name!r}")
+
+    # -- change feed ------------------------------------------------------------------------------------------
+    async def change_marker(self) -> int:
+        """This instance's commits plus the NOTIFY messages of every other process's (tocsin_postgres.changes)."""
+        changes, pool = self._changes, self._pool
+        if changes is None or pool is None:
+            raise StorageError(f"the PostgreSQL storage at {self.where} is not open")
+        return await asyncio.to_thread(changes.marker, pool.commits)

@@ -1,0 +1,91 @@
+"""PostgreSQL's side of the tocsin-sql seam: upserts, LEAST/GREATEST, COPY for logs, a tsvector column.
+
+Full-text search keeps a `tsv tsvector` column on `logs` with a GIN index over it, filled by the writer in
+the same COPY as the row (`tocsin_postgres.fulltext` builds it with FTS5's tokenizer, so both backends find
+the same records). Deleting a row deletes its index entries, so `unindex_logs` has nothing to do.
+
+Sketches are merged in Python, not in SQL: PostgreSQL has no Python functions without the PL/Python
+extension (rarely installed, never on managed services), and re-implementing the sketch in PL/pgSQL would be
+a second implementation to keep equal. So `merge_sketches` simply takes the new sketch, and the writer
+(`tocsin_postgres.sketches`) hands the upsert a new sketch already merged with the stored one, read in the
+same transaction under the metrics lock. Merging costs a fetch of the batch's stored sketches, once per
+flush, which is where it is cheapest: a SQL aggregate over sketch buckets would need the sketches kept as
+relational rows, tens per rollup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from tocsin_sql.database import Compiled, Database
+from tocsin_sql.dialect import Dialect
+from tocsin_sql.logs import COLUMNS
+
+from tocsin_postgres.database import PostgresDatabase
+from tocsin_postgres.fulltext import tsvector
+
+TSV = "tsv"
+"""The tsvector column of `logs`."""
+LOG_COLUMNS = (*(column.key for column in COLUMNS), TSV)
+_EXTRAS = (
+    f"ALTER TABLE logs ADD COLUMN {TSV} tsvector NOT NULL DEFAULT ''::tsvector",
+    f"CREATE INDEX ix_logs_{TSV} ON logs USING gin ({TSV})",
+)
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL 13+ through psycopg 3 (positional `%s` parameters)."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self._sqlalchemy = pg_psycopg.dialect(paramstyle="format")
+
+    @property
+    def sqlalchemy(self) -> sa.engine.Dialect:
+        """SQLAlchemy's psycopg dialect with positional parameters, as StatementCache needs."""
+        return self._sqlalchemy
+
+    def insert(self, table: sa.Table) -> Any:
+        """PostgreSQL's INSERT with ON CONFLICT support."""
+        return postgresql.insert(table)
+
+    def least(self, a: Any, b: Any) -> sa.ColumnElement:
+        """LEAST(a, b)."""
+        return sa.func.least(a, b)
+
+    def greatest(self, a: Any, b: Any) -> sa.ColumnElement:
+        """GREATEST(a, b)."""
+        return sa.func.greatest(a, b)
+
+    def merge_sketches(self, stored: Any, new: Any) -> sa.ColumnElement:
+        """The new sketch: the writer already merged the stored one into it (see the module docstring)."""
+        return new
+
+    def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
+        """COPY the rows with their tsvector (built from the message, the row's tenth column)."""
+        assert isinstance(db, PostgresDatabase)
+        db.copy_rows("logs", LOG_COLUMNS, [(*row, tsvector(row[9])) for row in rows])
+
+    def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
+        """Nothing: the tsvector was written with the row."""
+
+    def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
+        """Nothing: deleting a row removes its index entries."""
+
+    def table_names(self, db: Database) -> set[str]:
+        """Tables of the current schema (the first of search_path), partitions left out."""
+        rows = db.fetch(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
+            "AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        )
+        return {name for (name,) in rows}
+
+    def create_extras(self, db: Database) -> None:
+        """The tsvector column of logs and its GIN index."""
+        for statement in _EXTRAS:
+            db.run(statement)

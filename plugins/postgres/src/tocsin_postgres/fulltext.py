@@ -1,0 +1,58 @@
+"""Log text as PostgreSQL `tsvector` and `tsquery` values, tokenized exactly as SQLite's FTS5 does.
+
+PostgreSQL's own parsers split text differently from FTS5's unicode61 (`db-1` stays one word, `/var/log`
+is a file path, `3.5` a number), so the same query would find different records on the two backends.
+Instead both sides are built here, in Python, from `tocsin.storage.tokens` (the one tokenizer every
+backend uses): a message becomes a tsvector literal of its folded tokens with their positions, and a
+parsed query a tsquery literal (`<->` for phrases, `:*` for prefixes, `&`, `|`, `!`). Neither ever passes
+through `to_tsvector`/`to_tsquery`, so no stemming or stop words change a token.
+
+Limits of tsvector, which FTS5 does not have: a token longer than 2046 bytes cannot be stored (it is left
+out of the index: such a word is not found), positions stop at 16383 (a phrase beyond the 16383rd word
+of one message may match loosely), and a token keeps at most 255 positions.
+"""
+
+from __future__ import annotations
+
+from tocsin.ext import AllOf, AnyOf, Node, Not, Term, tokenize
+
+MAX_POSITION = 16383
+MAX_POSITIONS = 255
+MAX_TOKEN_BYTES = 2046
+
+
+def _quote(token: str) -> str:
+    """A lexeme as a quoted tsvector/tsquery literal."""
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector(message: str) -> str:
+    """The tsvector literal of a message: each distinct token with the positions (1-based) it stands at."""
+    positions: dict[str, list[int]] = {}
+    for index, token in enumerate(tokenize(message), 1):
+        found = positions.get(token)
+        if found is None:
+            positions[token] = [min(index, MAX_POSITION)]
+        elif len(found) < MAX_POSITIONS and found[-1] < MAX_POSITION:
+            found.append(min(index, MAX_POSITION))
+    return " ".join(
+        f"{_quote(token)}:{','.join(map(str, spots))}"
+        for token, spots in positions.items()
+        if token.isascii() or len(token.encode()) <= MAX_TOKEN_BYTES
+        if len(token) <= MAX_TOKEN_BYTES
+    )
+
+
+def tsquery(node: Node) -> str:
+    """A parsed text expression (`tocsin.storage.logquery`) as a tsquery literal, every token quoted."""
+    if isinstance(node, Term):
+        words = [_quote(token) for token in node.tokens]
+        if node.prefix:
+            words[-1] += ":*"
+        return words[0] if len(words) == 1 else "(" + " <-> ".join(words) + ")"
+    if isinstance(node, AllOf):
+        return "(" + " & ".join(tsquery(item) for item in node.items) + ")"
+    if isinstance(node, AnyOf):
+        return "(" + " | ".join(tsquery(item) for item in node.items) + ")"
+    assert isinstance(node, Not)
+    return "!" + tsquery(node.item)

@@ -10,7 +10,9 @@ in-memory storage until then. Nothing here needs a server.
 
 from __future__ import annotations
 
+import logging
 import random
+import sys
 import time
 
 import tocsin
@@ -35,6 +37,8 @@ def checkout(monitor: tocsin.Monitor, order: int) -> None:
 
 
 def main() -> None:
+    logging.basicConfig(format="%(message)s", stream=sys.stdout)
+    logging.getLogger("tocsin").setLevel(logging.INFO)  # tocsin's startup line says where the data goes
     random.seed(7)
     started = time.time_ns()
     monitor = tocsin.Monitor.from_config()  # TOCSIN_CONFIG, or the embedded default

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql as pg_sql
-from tocsin_sql import alerts, health, leases, logs, metrics, migrations, outbox, traces, workflows
+from tocsin_sql import alerts, groups, health, leases, logs, metrics, migrations, outbox, traces, workflows
 from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.retention import Sweep
@@ -35,6 +35,7 @@ from tocsin.ext import (
     DeliveryQuery,
     DeliveryState,
     ExecutionQuery,
+    GroupState,
     HealthResult,
     HealthStatus,
     LogHit,
@@ -333,6 +334,16 @@ class PostgresBackend(PostgresStorage):
             return StorageStats(rows=rows, bytes=int(size))
 
         return await self._read(count, "count rows")
+
+    # -- notification grouping state --------------------------------------------------------------------------
+    async def save_group_state(self, state: GroupState) -> None:
+        """Upsert timers and marks, add firing members and remove the others, in one write transaction."""
+        if state.groups or state.members or state.marks:
+            await self._write(lambda db: groups.save(db, state), "save notification group state")
+
+    async def load_group_state(self) -> GroupState:
+        """Every stored timer, firing member and repeat mark."""
+        return await self._read(groups.load, "read notification group state")
 
     # -- leases -----------------------------------------------------------------------------------------------
     async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:

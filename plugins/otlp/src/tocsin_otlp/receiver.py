@@ -82,6 +82,11 @@ class Receiver:
         self._metrics_lock = threading.Lock()  # the tracker is shared by exports decoded on threads
         self._active = 0
 
+    @property
+    def active(self) -> int:
+        """Exports being decoded or written right now."""
+        return self._active
+
     def busy(self) -> ExportRefused | None:
         """The 503 to answer when `max_concurrent_requests` exports are running, else None."""
         if self._active >= self.settings.max_concurrent_requests:

@@ -39,6 +39,17 @@ def drop_schema(name: str) -> None:
         connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
+def empty_tables(schema: str) -> None:
+    """Empty every tocsin table of a schema but its version record (quicker than creating them again)."""
+    with psycopg.connect(DSN, autocommit=True) as connection:
+        tables = [name for (name,) in connection.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relnamespace = %s::regnamespace AND c.relkind IN ('r', 'p') "
+            "AND NOT c.relispartition AND c.relname <> 'schema_version'", (schema,))]
+        with connection.transaction():  # DELETE: a test leaves a few rows, and TRUNCATE costs file operations
+            for table in tables:
+                connection.execute(f'DELETE FROM "{schema}"."{table}"')
+
+
 @contextmanager
 def fresh_schema() -> Iterator[str]:
     """A new schema name (created by whoever opens it first), dropped on the way out."""

@@ -12,7 +12,7 @@ from tocsin import Monitor
 from tocsin.ext import LogRecord, LogSketch, MetricRollup, Span
 from tocsin_api.demo.shop import LATENCY, REQUESTS, USERS, Request, Shop, Timeline, active_users, arrivals
 
-SAMPLE = 4
+SAMPLE = 8
 """One ordinary request in this many keeps its trace in the seeded history."""
 
 

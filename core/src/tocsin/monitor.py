@@ -355,6 +355,7 @@ class Monitor:
 
     async def _flush_metrics(self, force: bool = True) -> None:
         rollups = self.metrics.collect() if self.config.metrics.enabled else []
+        self.alerting.windows.observe(rollups)
         await self._write("metrics", rollups, self._storage().write_metrics, force=force)
 
     def _storage(self) -> StorageBackend:
@@ -385,6 +386,8 @@ class Monitor:
         if signal not in writers:
             raise TocsinError(f"cannot ingest {signal!r}; one of {', '.join(writers)}")
         outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
+        if signal == "metrics" and outcome.written:
+            self.alerting.windows.observe(records)
         report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
         if outcome.kept:
             raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")

@@ -47,6 +47,7 @@ from tocsin.alerting.state import (
     seconds,
 )
 from tocsin.alerting.templates import render_annotations
+from tocsin.alerting.windows import MetricWindows
 from tocsin.models import Alert, AlertTransition, Severity
 from tocsin.storage.protocol import StorageBackend
 
@@ -179,6 +180,8 @@ class Evaluator:
         self.status: dict[str, RuleStatus] = {}
         self._missing: dict[str, int] = {}
         self._flaps = FlapDetector()
+        self.windows: MetricWindows | None = None
+        """Streaming state answering metric rules from flushed rollups (None: every rule reads storage)."""
 
     async def cycle(self, storage: StorageBackend, now_ns: int, silences: SilenceIndex) -> Cycle:
         """Evaluate every rule once at `now_ns`; `self.alerts` becomes what is still in play."""
@@ -187,7 +190,9 @@ class Evaluator:
             existing.setdefault(alert.rule, []).append(alert)
         updates: list[Update] = []
         changes: list[RuleStatus] = []
-        source = Source(storage)
+        if self.windows is not None:
+            self.windows.follow(self.rules.values())
+        source = Source(storage, self.windows.cycle() if self.windows is not None else None)
         for rule in list(self.rules.values()):
             before = self.status.get(rule.name, RuleStatus(name=rule.name)).health
             updates += await self._rule(rule, source, now_ns, existing.get(rule.name, []), silences)

@@ -47,6 +47,7 @@ from tocsin.alerting.state import (
     notify_resolved_by_hand,
     resolve_by_hand,
 )
+from tocsin.alerting.windows import MetricWindows
 from tocsin.config.schema import RuleConfig
 from tocsin.errors import ConfigError, ConfigProblem, QueryError, TocsinError
 from tocsin.models import Alert, AlertState, AlertTransition, Delivery, Event, LabelMatcher, Severity, Silence
@@ -116,6 +117,10 @@ class AlertingService:
                                  outage_tolerance_s=float(cfg.for_outage_tolerance),
                                  grace_s=float(cfg.for_grace_period))
         self.evaluator = Evaluator(self.settings, on_timing=self._record_timing, inhibitor=self._health_inhibitor)
+        self.windows = MetricWindows(monitor.metrics.declares, lambda: monitor.metrics.interval_start_ns)
+        """Metric rules answered from the rollups this process flushes (`[alerting] streaming`)."""
+        self.windows.enabled = cfg.streaming
+        self.evaluator.windows = self.windows
         self._channels = {channel.name for channel in monitor.config.channels}
         self.external = ExternalAlerts()
         self._lock = asyncio.Lock()

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from tocsin.alerting.rules import HEALTH_VALUES, CompiledRule
+from tocsin.alerting.windows import Cycle
 from tocsin.models import SeriesPoints
 from tocsin.storage.protocol import ExecutionQuery, LogQuery, MetricQuery, StorageBackend
 from tocsin.storage.rollups import QUANTILES
@@ -32,10 +33,12 @@ PAGE = 1000
 
 
 class Source:
-    """Storage as one evaluation cycle reads it: a metric query that several rules share runs once."""
+    """Storage as one evaluation cycle reads it: a metric query that several rules share runs once, and one
+    the streaming state can answer (`tocsin.alerting.windows`) is answered from memory."""
 
-    def __init__(self, storage: StorageBackend) -> None:
+    def __init__(self, storage: StorageBackend, streamed: Cycle | None = None) -> None:
         self.storage = storage
+        self.streamed = streamed
         self._metrics: dict[bytes, list[SeriesPoints]] = {}
 
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
@@ -43,7 +46,10 @@ class Source:
         key = _ENCODE(query)
         found = self._metrics.get(key)
         if found is None:
-            found = self._metrics[key] = await self.storage.query_metrics(query)
+            found = self.streamed.answer(query) if self.streamed is not None else None
+            if found is None:
+                found = await self.storage.query_metrics(query)
+            self._metrics[key] = found
         return found
 
 

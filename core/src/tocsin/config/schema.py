@@ -150,6 +150,7 @@ class AlertingConfig(Section, kw_only=True):
     evaluation_timeout: Duration = Duration(30)
     for_outage_tolerance: Duration = Duration(3600)
     for_grace_period: Duration = Duration(600)
+    streaming: bool = True
     rules: list[RuleConfig] = []
 
 

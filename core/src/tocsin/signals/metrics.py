@@ -306,6 +306,15 @@ class MetricsRegistry:
             instrument = self.histogram(name)  # raises: the name is another kind
         instrument.series_for(labels or {}).observe(value)
 
+    def declares(self, name: str) -> bool:
+        """Whether an instrument called `name` is declared here (this process records the metric)."""
+        return name in self._instruments
+
+    @property
+    def interval_start_ns(self) -> int:
+        """When the interval being aggregated now began: the start of the next collect's rollups."""
+        return self._interval_start
+
     def collect(self) -> list[MetricRollup]:
         """Drain everything aggregated since the previous collect into rollups, one per active series."""
         with self._collect_lock:

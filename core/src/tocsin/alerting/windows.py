@@ -1,0 +1,233 @@
+"""Streaming evaluation: metric rules answered from the rollups this process flushes, not from storage.
+
+The evaluator tells `MetricWindows` which metrics its rules read and their longest window (`track`); the
+monitor hands it every rollup it flushes or ingests (`observe`), and it keeps, per series, the rollups of that
+window (a ring, oldest dropped as time moves on). A metric rule's query is then answered from memory when
+the rings hold everything storage would (`answer`), with the same math as `tocsin.storage.rollups.evaluate`:
+
+* the metric is one this process records (declared in its `MetricsRegistry`) — a metric recorded only by
+  another process, or only ingested (OTLP, the API), is read from storage;
+* the window starts after the rings began (`since`: the start of the interval being recorded when the
+  metric was first tracked), so no rollup of an earlier run or of before tracking can be missing;
+* the query is one point for the whole window (`step_s` None), as rules ask.
+
+Otherwise `answer` returns None and the caller queries storage. One pass serves every rule on a metric: per
+cycle, each series' window is merged once (count, sum, min, max, last; the sketch only when a percentile is
+asked), and each rule merges the series its matchers select (kept per rule until new series appear). Sums
+may differ from storage's in the last bits of a float, as any change of summation order does.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import msgspec
+
+from tocsin.alerting.rules import CompiledRule
+from tocsin.models import MetricRollup, SeriesPoints
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.matchers import compile_matchers
+from tocsin.storage.protocol import MetricQuery
+from tocsin.storage.rollups import QUANTILES, LabelKey, check_query, labels_key
+
+WINDOWED = ("metric", "absent")
+"""Rule kinds whose reading is a metric query."""
+
+
+class Partial:
+    """One series' (or one group's) rollups in a window, merged: what every aggregate is computed from."""
+
+    __slots__ = ("count", "last", "last_key", "max", "min", "sketch", "sum")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+        self.last = 0.0
+        self.last_key: tuple[int, LabelKey] | None = None
+        self.sketch: LogSketch | None = None
+
+    def add(self, other: Partial) -> None:
+        """Merge another partial into this one (sketches too, when both have them)."""
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        if other.last_key is not None and (self.last_key is None or other.last_key > self.last_key):
+            self.last, self.last_key = other.last, other.last_key
+        if other.sketch is not None:
+            if self.sketch is None:
+                self.sketch = LogSketch(other.sketch.gamma)
+            self.sketch.merge(other.sketch)
+
+    def value(self, aggregate: str, seconds: float) -> float | None:
+        """The aggregate, as `tocsin.storage.rollups.AGGREGATORS` computes it from the same rollups."""
+        if aggregate == "avg":
+            return self.sum / self.count if self.count else None
+        if aggregate in QUANTILES:
+            return None if self.sketch is None else self.sketch.quantile(QUANTILES[aggregate])
+        return {"min": self.min, "max": self.max, "sum": self.sum, "count": float(self.count),
+                "rate": self.sum / seconds, "last": self.last}[aggregate]
+
+
+class _Metric:
+    """The rings of one metric: per series, its rollups in start order, and an index of its label values."""
+
+    def __init__(self, since_ns: int, keep_ns: int) -> None:
+        self.since_ns = since_ns
+        self.keep_ns = keep_ns
+        self.rings: dict[LabelKey, deque[MetricRollup]] = {}
+        self.labels: dict[LabelKey, Mapping[str, str]] = {}
+        self.version = 0  # moves when a series appears, so cached selections are redone
+        self.selections: dict[bytes, tuple[int, list[LabelKey]]] = {}
+        self.latest_ns = since_ns
+
+    def add(self, rollup: MetricRollup) -> None:
+        key = labels_key(rollup.labels)
+        ring = self.rings.get(key)
+        if ring is None:
+            ring = self.rings[key] = deque()
+            self.labels[key] = rollup.labels
+            self.version += 1
+        ring.append(rollup)
+        if rollup.start_ns > self.latest_ns:
+            self.latest_ns = rollup.start_ns
+        horizon = self.latest_ns - self.keep_ns
+        while ring and ring[0].start_ns < horizon:
+            ring.popleft()
+
+    def partials(self, start: int, end: int, sketches: bool) -> dict[LabelKey, Partial]:
+        """Each series' rollups with start in [start, end), merged."""
+        result: dict[LabelKey, Partial] = {}
+        for key, ring in self.rings.items():
+            partial = None
+            for rollup in reversed(ring):  # newest first: stop at the window's start
+                if rollup.start_ns >= end:
+                    continue
+                if rollup.start_ns < start:
+                    break
+                if partial is None:
+                    partial = result[key] = Partial()
+                    partial.last, partial.last_key = rollup.last, (rollup.start_ns, key)
+                partial.count += rollup.count
+                partial.sum += rollup.sum
+                if rollup.min < partial.min:
+                    partial.min = rollup.min
+                if rollup.max > partial.max:
+                    partial.max = rollup.max
+                if sketches and rollup.sketch is not None:
+                    if partial.sketch is None:
+                        partial.sketch = LogSketch(rollup.sketch.gamma)
+                    partial.sketch.merge(rollup.sketch)
+        return result
+
+
+class MetricWindows:
+    """Rings of the rollups of the metrics rules read, fed as the monitor flushes, answering rule queries."""
+
+    def __init__(self, declared: Callable[[str], bool], interval_start: Callable[[], int]) -> None:
+        self.declared = declared
+        """Whether this process records a metric (its MetricsRegistry declares it)."""
+        self.interval_start = interval_start
+        """The start of the interval the registry is recording now: what the rings see from tracking on."""
+        self.enabled = True
+        self._metrics: dict[str, _Metric] = {}
+
+    def track(self, windows: Mapping[str, int]) -> None:
+        """Keep rings for these metrics (name -> longest window in ns); forget the others."""
+        for name in [name for name in self._metrics if name not in windows]:
+            del self._metrics[name]
+        for name, keep_ns in windows.items():
+            metric = self._metrics.get(name)
+            if metric is None:
+                self._metrics[name] = _Metric(self.interval_start(), keep_ns)
+            else:
+                metric.keep_ns = max(metric.keep_ns, keep_ns)
+
+    def follow(self, rules: Iterable[CompiledRule]) -> None:
+        """Track the metrics of these rules (metric and absent kinds) with their longest window."""
+        longest: dict[str, int] = {}
+        for rule in rules:
+            name = rule.config.metric
+            if rule.kind in WINDOWED and name:
+                longest[name] = max(longest.get(name, 0), round(rule.config.window * 1e9))
+        self.track(longest)
+
+    def observe(self, rollups: Iterable[MetricRollup]) -> None:
+        """Take rollups that were flushed or ingested into storage by this process."""
+        metrics = self._metrics
+        for rollup in rollups:
+            metric = metrics.get(rollup.name)
+            if metric is not None:
+                metric.add(rollup)
+
+    def cycle(self) -> Cycle:
+        """The state one evaluation cycle reads: series windows merged once, shared by every rule."""
+        return Cycle(self)
+
+    def metric(self, query: MetricQuery) -> _Metric | None:
+        """The rings that hold everything storage has for `query`, or None when storage must answer it."""
+        metric = self._metrics.get(query.name)
+        if (not self.enabled or metric is None or query.step_s is not None or query.start_ns < metric.since_ns
+                or query.end_ns - query.start_ns > metric.keep_ns or not self.declared(query.name)):
+            return None
+        return metric
+
+
+class Cycle:
+    """One evaluation's view of the rings: per-series partials by window, and rule selections, computed once."""
+
+    def __init__(self, windows: MetricWindows) -> None:
+        self.windows = windows
+        self._partials: dict[tuple[str, int, int, bool], dict[LabelKey, Partial]] = {}
+
+    def answer(self, query: MetricQuery) -> list[SeriesPoints] | None:
+        """The query's result from memory, or None when storage must answer it (see the module doc)."""
+        metric = self.windows.metric(query)
+        if metric is None:
+            return None
+        check_query(query)
+        start, end = query.start_ns, query.end_ns
+        sketches = query.aggregate in QUANTILES
+        window = (query.name, start, end, sketches)
+        partials = self._partials.get(window)
+        if partials is None:
+            partials = self._partials[window] = metric.partials(start, end, sketches)
+        groups: dict[LabelKey, Partial] = {}
+        by = query.by
+        for key in _select(metric, query):
+            partial = partials.get(key)
+            if partial is None:
+                continue
+            group = key if by is None else labels_key(_group(metric.labels[key], by))
+            merged = groups.get(group)
+            if merged is None:
+                merged = groups[group] = Partial()
+            merged.add(partial)
+        seconds = (end - start) / 1e9
+        series = []
+        for group in sorted(groups):
+            value = groups[group].value(query.aggregate, seconds)
+            if value is not None:
+                series.append(SeriesPoints(labels=dict(group), points=[(start, value)]))
+        return series
+
+def _select(metric: _Metric, query: MetricQuery) -> list[LabelKey]:
+    """The series the query's matchers select (kept across cycles until a series appears)."""
+    key = _ENCODE(query.matchers)
+    cached = metric.selections.get(key)
+    if cached is not None and cached[0] == metric.version:
+        return cached[1]
+    matches = compile_matchers(query.matchers)
+    selected = [series for series, labels in metric.labels.items() if matches(labels)]
+    metric.selections[key] = (metric.version, selected)
+    return selected
+
+
+_ENCODE = msgspec.msgpack.Encoder().encode
+
+
+def _group(labels: Mapping[str, str], by: Sequence[str]) -> dict[str, str]:
+    return {name: labels[name] for name in by if name in labels}

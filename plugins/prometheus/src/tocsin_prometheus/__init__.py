@@ -25,7 +25,7 @@ def register_config(register: Any) -> None:
     register("prometheus", Settings)
 
 
-@hookimpl
+@hookimpl(optionalhook=True)  # the hook is tocsin-api's: without it the plugin still loads (exposition() works)
 def register_routes(monitor: Monitor) -> list[Any]:
     """`GET /metrics`, `POST /api/v2/alerts`, `GET /api/v2/status`."""
     return handlers(monitor, settings_of(monitor.config.plugins))

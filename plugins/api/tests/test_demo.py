@@ -147,6 +147,8 @@ def test_demo_tells_the_whole_story_and_stops_cleanly_on_ctrl_c(run_demo):
     assert code == 0, err
     assert "Traceback" not in err, err
     assert "stopped" in out
+    assert re.search(r"alert \S+ firing .*notified through the log channel", out), out
+    assert "nightly-etl run failed: step 'transform.validate' failed" in out, out
     assert not db_path.exists()
     assert not db_path.parent.exists()
 

@@ -11,9 +11,10 @@ import tocsin_sqlite
 from tocsin_api.demo.command import banner
 from tocsin_api.demo.config import demo_config
 from tocsin_api.demo.history import seed
+from tocsin_api.demo.narrate import line
 from tocsin_api.demo.shop import Shop, Timeline, fraud_check_down, in_incident, payments_down
 
-from tocsin.ext import MetricQuery, SpanQuery
+from tocsin.ext import Event, MetricQuery, SpanQuery
 from tocsin.testing import make_monitor
 
 
@@ -86,3 +87,14 @@ def test_the_banner_names_the_dashboard_only_when_it_is_served():
     assert "dashboard:" not in without and "API:       http://127.0.0.1:8420/api/v1" in without
     assert "removed on exit" in without
     assert "kept on exit" in banner("http://127.0.0.1:8420", "/tmp/x/demo.db", True, True, 7, 100)
+
+
+def test_the_terminal_hears_of_alerts_and_failed_runs_only():
+    firing = Event(topic="alerts", type="firing", time_ns=0, data={
+        "rule": "checkout-latency-high", "severity": "error", "notified": True, "flapping": False})
+    stuck = Event(topic="workflows", type="stuck", time_ns=0, data={
+        "workflow": "nightly-etl", "message": "running for 9s, over max_duration 8s"})
+    assert line(firing).endswith("alert checkout-latency-high firing [error], notified through the log channel")
+    assert line(stuck).endswith("nightly-etl run stuck: running for 9s, over max_duration 8s")
+    assert line(Event(topic="alerts", type="evaluated", time_ns=0)) is None
+    assert line(Event(topic="workflows", type="succeeded", time_ns=0, data={"workflow": "nightly-etl"})) is None

@@ -126,7 +126,7 @@ def demo(host: str, port: int, speed: float, seed: int | None, rate: float, hist
         click.echo(banner(url, db_path, keep or workdir is None, "dashboard" in plugins, seed, made))
 
     shop = DemoPlugin(Shop(random.Random(seed)), speed=speed, rps=rate, history_minutes=history_minutes,
-                      on_ready=ready)
+                      on_ready=ready, say=click.echo)
     try:
         config = demo_config(db_path or "", speed)
         if db_path is None:

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 
 from tocsin import Monitor, hookimpl
-from tocsin.ext import StorageUnavailable
-from tocsin_api.demo import history
+from tocsin.ext import Event, StorageUnavailable
+from tocsin_api.demo import history, narrate
 from tocsin_api.demo.nightly import nightly
 from tocsin_api.demo.shop import (
     LATENCY,
@@ -36,12 +36,13 @@ class DemoPlugin:
     """The simulated shop as a tocsin plugin: started and stopped with the monitor it is registered on."""
 
     def __init__(self, shop: Shop, *, speed: float, rps: float, history_minutes: float,
-                 on_ready: Callable[[int], None]) -> None:
+                 on_ready: Callable[[int], None], say: Callable[[str], None]) -> None:
         self.shop = shop
         self.speed = speed
         self.rps = rps
         self.history_minutes = history_minutes
         self.on_ready = on_ready
+        self.say = say
         self.timeline: Timeline | None = None
         self.clock: Callable[[], int] = time.time_ns
         self.tasks: list[asyncio.Task[None]] = []
@@ -83,9 +84,16 @@ class DemoPlugin:
     @hookimpl
     async def shutdown(self) -> None:
         """Stop the simulation (the monitor then flushes what it recorded)."""
-        for task in self.tasks:
+        tasks, self.tasks = self.tasks, []  # quiet from here: runs cancelled by the stop are not news
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @hookimpl
+    def on_event(self, event: Event) -> None:
+        """Tell the terminal about alerts firing and resolving and nightly runs going wrong."""
+        if self.tasks and (text := narrate.line(event)) is not None:
+            self.say(text)
 
     async def traffic(self, monitor: Monitor) -> None:
         """Every TICK_S, the requests that arrived: their metrics through the monitor's instruments, their spans

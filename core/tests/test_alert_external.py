@@ -69,7 +69,7 @@ async def test_an_end_in_the_past_resolves_and_a_resent_resolve_changes_nothing(
     await monitor.clock.advance(30)
     [resolved] = await alerting.receive_external("prometheus", [firing(ends_in_s=10)])
     assert resolved.state == "resolved"
-    await alerting.receive_external("prometheus", [firing(ends_in_s=10)])
+    assert await alerting.receive_external("prometheus", [firing(ends_in_s=10)]) == []  # nothing to save
     assert router.kinds == ["firing", "resolved"]
 
 

@@ -80,7 +80,8 @@ class ExternalAlerts:
 
     def receive(self, source: str, incoming: ExternalAlert, stored: Alert | None, now_ns: int,
                 silences: SilenceIndex) -> Update | None:
-        """The update one report makes (None: a resolved report of an alert tocsin never saw firing)."""
+        """The update one report makes; None when there is nothing to save (a resolved report of an alert that
+        is already over, or that tocsin never saw firing: Prometheus re-sends resolved alerts for 15 minutes)."""
         key = fingerprint_of(source, incoming.labels)
         ends_ns = incoming.ends_ns if incoming.ends_ns is not None else now_ns + round(RESOLVE_TIMEOUT_S * 1e9)
         firing = ends_ns > now_ns
@@ -100,7 +101,7 @@ class ExternalAlerts:
             self.ends.pop(key, None)
             apply_condition(update, "clear", None, now_ns, self.policy, f"resolved in {source}")
         self._handle(update, now_ns, silences)
-        return update
+        return update if firing or update.changed else None
 
     def sweep(self, alerts: Iterable[Alert], now_ns: int, silences: SilenceIndex) -> list[Update]:
         """External alerts whose end passed resolve; the others get their handling re-decided (a silence that

@@ -109,7 +109,7 @@ from tocsin.storage.protocol import (
     check_query_values,
 )
 from tocsin.storage.rollups import QUANTILES, check_query, evaluate
-from tocsin.storage.tokens import tokenize
+from tocsin.storage.tokens import token_spans, tokenize
 from tocsin.values import Duration, Secret
 from tocsin.workflows.stats import WorkflowStats
 
@@ -140,8 +140,8 @@ __all__ = [
     "EgressDenied",
     "EgressGuard",
     "Event",
-    "ExternalAlert",
     "ExecutionQuery",
+    "ExternalAlert",
     "GroupMember",
     "GroupState",
     "HealthCheck",
@@ -225,6 +225,7 @@ __all__ = [
     "routing_labels",
     "scrub",
     "secrets_in",
+    "token_spans",
     "tokenize",
     "worst_status",
 ]

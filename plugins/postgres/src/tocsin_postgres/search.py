@@ -8,7 +8,7 @@ trace, span, execution, step) are `= ANY(array)` conditions on the row; a time r
 
 The planner picks between walking the primary key backwards, checking each row's tsvector, and stopping after
 `limit` matches (a common word), or the GIN index (a rare word), then sorting the few matches. Snippets are
-`ParsedQuery.highlight`, the Python rendering every backend without FTS5 uses.
+marked as FTS5 marks them (`tocsin_postgres.snippets`).
 
 `Page.total` is exact up to TOTAL_LIMIT matches and None beyond: the count stops there.
 """
@@ -21,9 +21,20 @@ from tocsin_sql import ids, logkeys
 from tocsin_sql import logs as log_rows
 from tocsin_sql.paging import cursor_key, page
 
-from tocsin.ext import LOG_LEVELS, LogHit, LogQuery, Page, ParsedQuery, QueryError, check_query_values, parse_log_query
+from tocsin.ext import (
+    LOG_LEVELS,
+    LogHit,
+    LogQuery,
+    Page,
+    ParsedQuery,
+    QueryError,
+    check_query_values,
+    parse_log_query,
+    token_spans,
+)
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.fulltext import tsquery
+from tocsin_postgres.snippets import mark
 
 TOTAL_LIMIT = 1000
 """A search counts at most this many matches; past it `Page.total` is None ("more than 1000")."""
@@ -102,7 +113,7 @@ def plan(query: LogQuery) -> Search:
     return Search(tuple(where), tuple(args), parsed, before, query.limit, empty)
 
 
-def _upper_id(db: PostgresDatabase, search: Search, end_ns: int | None) -> int | None:
+def _upper_id(db: PostgresDatabase, end_ns: int | None) -> int | None:
     """The largest id a record before `end_ns` can have (the store's spill widens it), for the key range."""
     if end_ns is None:
         return None
@@ -114,7 +125,7 @@ def run(db: PostgresDatabase, search: Search, end_ns: int | None) -> Page[LogHit
     if search.empty:
         return Page(items=[], next_cursor=None, total=0)
     where, args = list(search.where), list(search.args)
-    upper = _upper_id(db, search, end_ns)
+    upper = _upper_id(db, end_ns)
     if upper is not None:
         where.append("l.id < %s")
         args.append(upper)
@@ -136,6 +147,7 @@ def run(db: PostgresDatabase, search: Search, end_ns: int | None) -> Page[LogHit
     hits = []
     for row in rows:
         record = log_rows.decode(row)
-        snippet = record.message if parsed is None or parsed.expr is None else parsed.highlight(record.message)
+        snippet = record.message if parsed is None or parsed.expr is None else mark(
+            record.message, parsed.expr, token_spans(record.message))
         hits.append(LogHit(record=record, snippet=snippet))
     return page(hits, search.limit, lambda hit: (hit.record.id,), total)

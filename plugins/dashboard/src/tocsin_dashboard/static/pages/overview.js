@@ -60,23 +60,23 @@ async function charts(preset) {
   const xRange = [range.start, range.end];
   const list = await api("/metrics");
   const pick = busiest(list);
-  const drawn = [];
+  const plots = [];
   if (pick.requests) {
-    drawn.push(chart(`request rate: ${pick.requests.name} (/s)`, await series(pick.requests.name, "rate", range), { xRange }));
+    plots.push(series(pick.requests.name, "rate", range).then((s) => chart(`request rate: ${pick.requests.name} (/s)`, s, { xRange })));
   }
   if (pick.errors) {
     const title = `error rate: ${pick.errors.name}${pick.errors.match.length ? ` ${pick.errors.match[0]}` : ""} (/s)`;
-    drawn.push(chart(title, await series(pick.errors.name, "rate", range, pick.errors.match), { xRange }));
+    plots.push(series(pick.errors.name, "rate", range, pick.errors.match).then((s) => chart(title, s, { xRange })));
   }
   for (const m of pick.histograms) {
-    const parts = await Promise.all(["p50", "p95", "p99"].map((agg) => series(m.name, agg, range)));
-    drawn.push(chart(`latency: ${m.name} P50 / P95 / P99`, parts.flat(), { xRange }));
+    plots.push(Promise.all(["p50", "p95", "p99"].map((agg) => series(m.name, agg, range)))
+      .then((parts) => chart(`latency: ${m.name} P50 / P95 / P99`, parts.flat(), { xRange })));
   }
-  const written = list.find((m) => m.name === "tocsin_records_written_total");
-  if (written) {
-    const answer = await api(`/metrics/${written.name}/query`, { params: { ...range, agg: "rate", by: "signal" } });
-    drawn.push(chart("ingest: records written per second", answer.series.map((s) => ({ label: s.labels.signal || "all", points: s.points })), { xRange }));
+  if (list.some((m) => m.name === "tocsin_records_written_total")) {
+    plots.push(api("/metrics/tocsin_records_written_total/query", { params: { ...range, agg: "rate", by: "signal" } })
+      .then((answer) => chart("ingest: records written per second", answer.series.map((s) => ({ label: s.labels.signal || "all", points: s.points })), { xRange })));
   }
+  const drawn = await Promise.all(plots);
   return { drawn: drawn.length ? drawn : h("p", { class: "muted" }, "No metrics stored yet."), live: pick.requests };
 }
 

@@ -74,10 +74,11 @@ export default {
     const current = Object.fromEntries(["service", "name", "status", "min_duration", "max_duration", "range", "trace", "span", "root_only"].map((k) => [k, view.get(k)]));
     current.range ||= "1h";
     current.root_only ||= "true";
-    const services = await api("/traces/services", { params: { start: current.range } }).catch(() => ({ items: [] }));
-    const operations = current.service
-      ? await api(`/traces/services/${encodeURIComponent(current.service)}/operations`, { params: { start: current.range } }).catch(() => ({ items: [] }))
-      : { items: [] };
+    const none = { items: [] };
+    const [services, operations] = await Promise.all([
+      api("/traces/services", { params: { start: current.range } }).catch(() => none),
+      current.service ? api(`/traces/services/${encodeURIComponent(current.service)}/operations`, { params: { start: current.range } }).catch(() => none) : none,
+    ]);
     const results = h("div", { id: "trace-results" });
     const trace = h("div");
     fill(view.main,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import pytest
 import tocsin_otlp
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -176,3 +177,31 @@ async def test_log_bodies_and_attribute_values(monitor):
     assert hit.record.message == '{"user":7}' and hit.record.level == "error"
     assert hit.record.attributes == {"blob": "AP8=", "list": [1, "two"], "http.user": 7, "empty": None,
                                      "otel.severity_number": 17}
+
+
+async def test_otlp_json_metrics_and_logs(monitor):
+    metrics = {"resourceMetrics": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "billing"}}]}, "scopeMetrics": [{"metrics": [
+            {"name": "queue.size", "gauge": {"dataPoints": [{"timeUnixNano": str(T0), "asInt": "17"}]}},
+            {"name": "rpc.size", "exponentialHistogram": {"aggregationTemporality": 1, "dataPoints": [
+                {"startTimeUnixNano": str(T0), "timeUnixNano": str(T0 + SECOND), "count": "4", "sum": 40.5,
+                 "scale": 0, "zeroCount": "1", "positive": {"offset": 3, "bucketCounts": ["3"]}}]}},
+            {"name": "bad", "sum": {"isMonotonic": True, "dataPoints": [{"timeUnixNano": "1", "asDouble": "NaN"}]}},
+        ]}]}]}
+    answer = await tocsin_otlp.ingest(monitor, "metrics", msgspec.json.encode(metrics),
+                                      content_type="application/json; charset=utf-8")
+    assert (answer.accepted, answer.rejected) == (2, 1)
+    assert msgspec.json.decode(answer.body) == {"partialSuccess": {
+        "rejectedDataPoints": "1", "errorMessage": "metric 'bad': a point's value must be a finite number, got nan"}}
+    assert await query(monitor, "queue_size", "last", service="billing") == 17
+    assert await query(monitor, "rpc_size", "count") == 4 and await query(monitor, "rpc_size", "sum") == 40.5
+    assert 8 < await query(monitor, "rpc_size", "p99") <= 16 * 1.02  # bucket 3 at scale 0 is (8, 16]
+
+    logs = {"resourceLogs": [{"scopeLogs": [{"scope": {"name": "worker"}, "logRecords": [
+        {"timeUnixNano": str(T0), "severityText": "Error", "body": {"stringValue": "disk full"},
+         "traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "EEE19B7EC3C1B174"}]}]}]}
+    answer = await tocsin_otlp.ingest(monitor, "logs", msgspec.json.encode(logs), content_type="application/json")
+    assert (answer.accepted, answer.body) == (1, b"{}")
+    [hit] = (await monitor.storage.search_logs(LogQuery(limit=10))).items
+    assert (hit.record.level, hit.record.logger, hit.record.message) == ("error", "worker", "disk full")
+    assert (hit.record.trace_id, hit.record.span_id) == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")

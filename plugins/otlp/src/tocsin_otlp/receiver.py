@@ -60,7 +60,11 @@ SIGNALS: dict[str, Signal] = {
 }
 
 
-class Export(msgspec.Struct, kw_only=True):
+MAPPERS: dict[str, Callable[[Any, Rejections], list[Any]]] = {"traces": spans_of, "logs": logs_of}
+"""The stateless mappings; metrics go through the receiver's Mapper, which remembers cumulative series."""
+
+
+class Export(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What became of one export: records stored, records refused (with the first reason), and the answer
     body OTLP expects in the request's encoding."""
 
@@ -136,9 +140,8 @@ class Receiver:
         except (DecodeError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as error:
             raise ExportRefused(400, f"cannot decode the {encoding} body as an OTLP {signal} export request: "
                                      f"{str(error)[:300]}") from None
-        mappers: dict[str, Callable[[Any, Rejections], list[Any]]] = {"traces": spans_of, "logs": logs_of}
-        if signal in mappers:
-            return mappers[signal](request, rejected)
+        if signal in MAPPERS:
+            return MAPPERS[signal](request, rejected)
         own = frozenset(info.name for info in self.monitor.metrics.instruments())
         with self._metrics_lock:
             return self.metrics.rollups_of(request, rejected, own)

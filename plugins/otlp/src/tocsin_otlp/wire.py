@@ -39,6 +39,8 @@ class Wire(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class AnyValue(Wire):
+    """A value of any OTLP type; exactly one field is set."""
+
     _oneof = ("string_value", "bool_value", "int_value", "double_value", "array_value", "kvlist_value",
               "bytes_value")
     string_value: str | None = None
@@ -51,23 +53,33 @@ class AnyValue(Wire):
 
 
 class ArrayValue(Wire):
+    """A list of AnyValues."""
+
     values: list[AnyValue] = []
 
 
 class KeyValue(Wire):
+    """One attribute: key and value."""
+
     key: str = ""
     value: AnyValue = msgspec.field(default_factory=AnyValue)
 
 
 class KeyValueList(Wire):
+    """A nested map of attributes."""
+
     values: list[KeyValue] = []
 
 
 class Resource(Wire):
+    """What emitted the records (service.name and friends)."""
+
     attributes: list[KeyValue] = []
 
 
 class Scope(Wire):
+    """The instrumentation scope (library) that recorded them."""
+
     name: str = ""
     version: str = ""
     attributes: list[KeyValue] = []
@@ -77,17 +89,23 @@ class Scope(Wire):
 
 
 class Status(Wire):
+    """A span's status code and message."""
+
     message: str = ""
     code: int = 0
 
 
 class Event(Wire):
+    """A timestamped span event."""
+
     time_unix_nano: int = 0
     name: str = ""
     attributes: list[KeyValue] = []
 
 
 class Link(Wire):
+    """A link from a span to another span."""
+
     trace_id: HexId = HexId()
     span_id: HexId = HexId()
     trace_state: str = ""
@@ -95,6 +113,8 @@ class Link(Wire):
 
 
 class Span(Wire):
+    """One span."""
+
     trace_id: HexId = HexId()
     span_id: HexId = HexId()
     trace_state: str = ""
@@ -111,16 +131,22 @@ class Span(Wire):
 
 
 class ScopeSpans(Wire):
+    """The spans of one scope."""
+
     scope: Scope = msgspec.field(default_factory=Scope)
     spans: list[Span] = []
 
 
 class ResourceSpans(Wire):
+    """The spans of one resource."""
+
     resource: Resource = msgspec.field(default_factory=Resource)
     scope_spans: list[ScopeSpans] = []
 
 
 class TracesRequest(Wire):
+    """ExportTraceServiceRequest."""
+
     resource_spans: list[ResourceSpans] = []
 
 
@@ -128,6 +154,8 @@ class TracesRequest(Wire):
 
 
 class LogRecord(Wire):
+    """One log record."""
+
     time_unix_nano: int = 0
     observed_time_unix_nano: int = 0
     severity_number: int = 0
@@ -141,16 +169,22 @@ class LogRecord(Wire):
 
 
 class ScopeLogs(Wire):
+    """The log records of one scope."""
+
     scope: Scope = msgspec.field(default_factory=Scope)
     log_records: list[LogRecord] = []
 
 
 class ResourceLogs(Wire):
+    """The log records of one resource."""
+
     resource: Resource = msgspec.field(default_factory=Resource)
     scope_logs: list[ScopeLogs] = []
 
 
 class LogsRequest(Wire):
+    """ExportLogsServiceRequest."""
+
     resource_logs: list[ResourceLogs] = []
 
 
@@ -158,6 +192,8 @@ class LogsRequest(Wire):
 
 
 class NumberDataPoint(Wire):
+    """A Gauge or Sum point: an int or a double."""
+
     _oneof = ("as_double", "as_int")
     attributes: list[KeyValue] = []
     start_time_unix_nano: int = 0
@@ -168,6 +204,8 @@ class NumberDataPoint(Wire):
 
 
 class HistogramDataPoint(Wire):
+    """An explicit-bucket histogram point."""
+
     attributes: list[KeyValue] = []
     start_time_unix_nano: int = 0
     time_unix_nano: int = 0
@@ -181,11 +219,15 @@ class HistogramDataPoint(Wire):
 
 
 class Buckets(Wire):
+    """One side (positive or negative) of an exponential histogram."""
+
     offset: int = 0
     bucket_counts: list[int] = []
 
 
 class ExponentialHistogramDataPoint(Wire):
+    """An exponential histogram point."""
+
     attributes: list[KeyValue] = []
     start_time_unix_nano: int = 0
     time_unix_nano: int = 0
@@ -201,30 +243,42 @@ class ExponentialHistogramDataPoint(Wire):
 
 
 class Gauge(Wire):
+    """Gauge points."""
+
     data_points: list[NumberDataPoint] = []
 
 
 class Sum(Wire):
+    """Sum points, with temporality and monotonicity."""
+
     data_points: list[NumberDataPoint] = []
     aggregation_temporality: int = 0
     is_monotonic: bool = False
 
 
 class Histogram(Wire):
+    """Explicit-bucket histogram points."""
+
     data_points: list[HistogramDataPoint] = []
     aggregation_temporality: int = 0
 
 
 class ExponentialHistogram(Wire):
+    """Exponential histogram points."""
+
     data_points: list[ExponentialHistogramDataPoint] = []
     aggregation_temporality: int = 0
 
 
 class Summary(Wire):
+    """Summary points (refused; only counted)."""
+
     data_points: list[msgspec.Raw] = []
 
 
 class Metric(Wire):
+    """One metric: name, unit and one kind of data."""
+
     _oneof = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
     name: str = ""
     description: str = ""
@@ -237,16 +291,22 @@ class Metric(Wire):
 
 
 class ScopeMetrics(Wire):
+    """The metrics of one scope."""
+
     scope: Scope = msgspec.field(default_factory=Scope)
     metrics: list[Metric] = []
 
 
 class ResourceMetrics(Wire):
+    """The metrics of one resource."""
+
     resource: Resource = msgspec.field(default_factory=Resource)
     scope_metrics: list[ScopeMetrics] = []
 
 
 class MetricsRequest(Wire):
+    """ExportMetricsServiceRequest."""
+
     resource_metrics: list[ResourceMetrics] = []
 
 

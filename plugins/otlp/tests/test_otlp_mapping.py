@@ -13,10 +13,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from tocsin_otlp import wire
+from tocsin_otlp.histograms import explicit
 from tocsin_otlp.logs import level_of
 from tocsin_otlp.names import label_name, metric_name
 
-from tocsin.ext import LogQuery, MetricQuery
+from tocsin.ext import LogQuery, LogSketch, MetricQuery
 from tocsin.testing import make_monitor
 
 T0 = 1_800_000_000_000_000_000
@@ -205,3 +207,13 @@ async def test_otlp_json_metrics_and_logs(monitor):
     [hit] = (await monitor.storage.search_logs(LogQuery(limit=10))).items
     assert (hit.record.level, hit.record.logger, hit.record.message) == ("error", "worker", "disk full")
     assert (hit.record.trace_id, hit.record.span_id) == ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
+
+
+@pytest.mark.parametrize("value", [0.001, 1.0, 3.7, 250.0, 1e6, -42.0, 0.0])
+def test_histogram_buckets_land_where_tocsins_own_sketch_puts_the_value(value):
+
+
+    point = wire.HistogramDataPoint(count=1, sum=value, bucket_counts=[1], min=value, max=value)
+    native = LogSketch()
+    native.add(value)
+    assert explicit(point).sketch() == native.to_model()

@@ -6,9 +6,12 @@ fails and error traces and logs exist; the test then stops the process the way a
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +119,14 @@ def test_demo_tells_the_whole_story_and_stops_cleanly_on_ctrl_c(run_demo):
     db_path = Path(re.search(r"stored (\S+\.db)", banner).group(1))
     assert db_path.exists()
 
+    # the dashboard is served when tocsin-dashboard is installed, else only the API is announced
+    plugin = importlib.import_module("tocsin_dashboard") if importlib.util.find_spec("tocsin_dashboard") else None
+    if hasattr(plugin, "register_routes"):
+        page = httpx.get(re.search(r"dashboard: (\S+)", banner).group(1), timeout=10)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    else:
+        assert "dashboard:" not in banner
+
     # history was seeded before the URL was printed: the first look already has 15 minutes of charts
     series = demo.get("/metrics/http_request_seconds/query", agg="p99", start="20m", step="1m", by="route")["series"]
     assert {s["labels"]["route"] for s in series} >= {"/", "/checkout", "/products"}
@@ -153,12 +164,15 @@ def test_demo_tells_the_whole_story_and_stops_cleanly_on_ctrl_c(run_demo):
     assert not db_path.parent.exists()
 
 
-def test_demo_keeps_its_db_and_exits_zero_on_sigterm(run_demo, tmp_path):
-    db = tmp_path / "shop.db"
-    demo = run_demo("--db", str(db), "--history", "2", "--seed", "3")
-    assert str(db) in "".join(demo.out)
+@pytest.mark.parametrize("keep", ["--db", "--keep"])
+def test_demo_keeps_its_db_when_asked_and_exits_zero_on_sigterm(run_demo, tmp_path, keep):
+    args = ["--db", str(tmp_path / "shop.db")] if keep == "--db" else ["--keep"]
+    demo = run_demo(*args, "--history", "2", "--seed", "3")
+    db = Path(re.search(r"stored (\S+\.db) \(kept on exit\)", "".join(demo.out)).group(1))
     assert {"web", "inventory", "payments"} <= set(demo.get("/traces/services", start="5m")["items"])
     code, _, err = demo.stop(signal.SIGTERM)
     assert code == 0, err
     assert "Traceback" not in err, err
     assert db.exists() and db.stat().st_size > 0
+    if keep == "--keep":
+        shutil.rmtree(db.parent)

@@ -202,8 +202,8 @@ def test_the_installed_command_reports_errors_without_a_traceback(store, tmp_pat
     assert result.returncode == 1
     assert result.stderr.startswith("tocsin: error: the configured storage is 'memory'")
     result = run("x", cwd=tmp_path)
-    assert (result.returncode, result.stderr) == (
-        1, "tocsin: error: no sqlite storage at ./tocsin.db: nothing has been stored there (is --config right?)\n")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"tocsin: error: no database at {tmp_path / 'tocsin.db'}: nothing has")
     assert not (tmp_path / "tocsin.db").exists()
     (tmp_path / "bad.toml").write_text('[storage]\nbackend = "nope"\n')
     result = run("x", "--config", str(tmp_path / "bad.toml"))

@@ -11,16 +11,14 @@ dispatcher sends it) and its evaluator sees the change at the next evaluation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
-import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import click
 import msgspec
 
-from tocsin.errors import ConfigError, StorageError
+from tocsin.builtins.stored import CONFIG_OPTION, opened_store
+from tocsin.errors import ConfigError
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Alert
 from tocsin.storage.protocol import AlertQuery
@@ -63,47 +61,6 @@ def alerts() -> None:
     """List, acknowledge and resolve alerts in a config's storage."""
 
 
-CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                             help="The config whose storage to use (default: TOCSIN_CONFIG, else defaults).")
-
-
-def _built(config_path: str | None) -> Any:
-    """A monitor built from the config with its storage built, not opened; refuses what would create a store.
-
-    Memory storage (each process has its own) or a database file that is not there is a StorageError (exit 1),
-    so a command run in the wrong directory says so instead of creating a store and reporting nothing.
-    """
-    from tocsin.monitor import Monitor
-
-    monitor = Monitor.from_config(config_path)
-    name = monitor.config.storage.backend
-    if name == "memory":
-        raise StorageError("the configured storage is 'memory', which is per-process: this command cannot see "
-                           "what another process recorded; pass --config FILE (or set TOCSIN_CONFIG) naming the "
-                           "application's config")
-    backend = monitor.registries.storage.get(name)
-    options = monitor.config.storage.options
-    options = options if options is not None else backend.Config()
-    path = getattr(options, "path", None)
-    if isinstance(path, str) and path not in ("", ":memory:") and not path.startswith("file:") \
-            and not os.path.exists(path):
-        raise StorageError(f"no database at {os.path.abspath(path)}: nothing has been recorded there yet; "
-                           "pass --config FILE (or set TOCSIN_CONFIG) naming the application's config")
-    monitor.storage = backend(options)
-    return monitor
-
-
-@contextlib.asynccontextmanager
-async def _opened(config_path: str | None) -> AsyncIterator[Any]:
-    """A monitor built from the config with only its storage opened (no flusher, no evaluator), never created."""
-    monitor = _built(config_path)
-    await monitor.storage.open()
-    try:
-        yield monitor
-    finally:
-        await monitor.storage.close()
-
-
 def _line(alert: Alert) -> str:
     """One alert as the commands print it; a manually resolved alert shows as resolved, whatever its condition."""
     labels = ", ".join(f"{key}={value}" for key, value in sorted(alert.labels.items())
@@ -139,7 +96,7 @@ def alerts_list(config_path: str | None, states: tuple[str, ...], rule: str | No
     wanted = list(states) or ([] if everything else sorted(ACTIVE_STATES))
 
     async def run() -> list[Alert]:
-        async with _opened(config_path) as monitor:
+        async with opened_store(config_path) as monitor:
             found: list[Alert] = []
             query = AlertQuery(rule=rule, states=wanted, limit=1000)  # type: ignore[arg-type]
             while True:
@@ -175,7 +132,7 @@ def alerts_ack(config_path: str | None, fingerprint: str, by: str, comment: str,
         raise click.BadParameter(str(error), param_hint="--for") from None
 
     async def run() -> tuple[Alert, str]:
-        async with _opened(config_path) as monitor:
+        async with opened_store(config_path) as monitor:
             # the monitor's own alerting service: routed by its notify router, so the acknowledgement is put
             # in the outbox with the transition, exactly as an in-process acknowledge does
             before = dict(monitor.notify.router.pending)
@@ -197,7 +154,7 @@ def alerts_resolve(config_path: str | None, fingerprint: str, by: str, comment: 
     """Resolve an alert by hand: channels are told `resolved`, and it stays quiet until its condition clears once."""
 
     async def run() -> tuple[Alert, str]:
-        async with _opened(config_path) as monitor:
+        async with opened_store(config_path) as monitor:
             before = dict(monitor.notify.router.pending)  # routed like an in-process resolve (see `ack`)
             alert = await monitor.alerting.resolve(fingerprint, by, comment)
             return alert, _told(monitor, before)

@@ -11,7 +11,6 @@ memory storage or a store file that does not exist is an error (exit 1): a searc
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -19,7 +18,8 @@ from typing import Any, TypeAlias
 import click
 import msgspec
 
-from tocsin.errors import QueryError, StorageError
+from tocsin.builtins.stored import CONFIG_OPTION, existing_store
+from tocsin.errors import QueryError
 from tocsin.hookspecs import hookimpl
 from tocsin.models import LOG_LEVELS, LogHit, LogRecord
 from tocsin.storage.protocol import MAX_NS, MAX_QUERY_LIMIT, MIN_NS, LogQuery, Page
@@ -102,28 +102,6 @@ def _value(value: object) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def _storage(config_path: str | None) -> Any:
-    """The storage backend of the config, built but not opened (no monitor services, no flusher).
-
-    A search never creates a store: in-process memory storage, or a store file that is not there, is an error.
-    """
-    from tocsin.monitor import Monitor
-
-    monitor = Monitor.from_config(config_path)
-    name = monitor.config.storage.backend
-    if name == "memory":
-        raise StorageError("the configured storage is 'memory', which only its own process can see; name the "
-                           "config of the application whose logs to search (--config FILE or TOCSIN_CONFIG)")
-    backend = monitor.registries.storage.get(name)
-    options = monitor.config.storage.options
-    options = options if options is not None else backend.Config()
-    path = getattr(options, "path", None)
-    if isinstance(path, str) and path not in ("", ":memory:") and not path.startswith("file:") \
-            and not os.path.exists(path):
-        raise StorageError(f"no {name} storage at {path}: nothing has been stored there (is --config right?)")
-    return backend(options)
-
-
 async def _search(storage: Any, query: LogQuery) -> Page[LogHit]:
     await storage.open()
     try:
@@ -144,8 +122,7 @@ def line(record: LogRecord) -> str:
 
 @logs.command("search")
 @click.argument("text", metavar="[QUERY]", required=False, default="", callback=_query_text)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="The config whose storage to search (default: TOCSIN_CONFIG, else defaults).")
+@CONFIG_OPTION
 @click.option("--level", metavar="LEVEL", default=None, callback=_level,
               help="Only this level and above: debug, info, warning, error or critical.")
 @click.option("--service", metavar="NAME", default=None, help="Only records of this service.")
@@ -168,7 +145,7 @@ def logs_search(text: str, config_path: str | None, level: str | None, service: 
     start_ns, end_ns = _resolve(since, now_ns, "'--since'"), _resolve(until, now_ns, "'--until'")
     if start_ns is not None and end_ns is not None and start_ns >= end_ns:
         raise click.UsageError("--since must be before --until")
-    storage = _storage(config_path)
+    storage = existing_store(config_path).storage
     query = LogQuery(text=text, level=level, service=service, start_ns=start_ns, end_ns=end_ns,  # type: ignore[arg-type]
                      limit=limit)
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import msgspec
 
-from tocsin.builtins.alerting_commands import CONFIG_OPTION, _opened
+from tocsin.builtins.stored import CONFIG_OPTION, opened_store
 from tocsin.hookspecs import hookimpl
 from tocsin.models import Delivery, DeliveryAttempt
 from tocsin.storage.protocol import MAX_QUERY_LIMIT, DeliveryQuery
@@ -90,7 +90,7 @@ def notify_deliveries(config_path: str | None, failed: bool, channel: str | None
     query = DeliveryQuery(channel=channel, state="failed" if failed else None, limit=limit)
 
     async def run() -> tuple[list[tuple[Delivery, DeliveryAttempt | None]], bool]:
-        async with _opened(config_path) as monitor:
+        async with opened_store(config_path) as monitor:
             page = await monitor.storage.list_deliveries(query)
             rows: list[tuple[Delivery, DeliveryAttempt | None]] = []
             for delivery in page.items:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import re
 from importlib.resources import files
+from pathlib import Path
 
 import httpx
 import pytest
@@ -111,3 +112,18 @@ def test_the_plugin_mounts_through_register_routes():
     paths = {path for handler in handlers for path in handler.paths}
     assert {"/", "/ui/{page:str}", "/ui/static/{path:path}"} <= paths
     assert all(handler.opt.get("scope", "read") is None for handler in handlers)
+
+
+def test_every_page_has_a_screenshot_in_the_docs_and_the_docs_show_it():
+    docs = Path(__file__).resolve().parents[3] / "docs"
+    page = (docs / "dashboard.md").read_text()
+    for name in PAGES:
+        shot = docs / "dashboard" / f"{name}.png"
+        assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot
+        assert f"](dashboard/{name}.png)" in page, name
+
+
+def test_the_plugin_readme_says_what_it_adds_how_to_enable_it_and_its_keys():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert len(readme.splitlines()) > 15
+    assert "## What it adds" in readme and "## How to enable it" in readme and "## Config keys" in readme

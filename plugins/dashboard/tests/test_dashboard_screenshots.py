@@ -24,7 +24,7 @@ UPDATE = os.environ.get("TOCSIN_UPDATE_SCREENSHOTS") == "1"
 @pytest.fixture(scope="module")
 def demo() -> Iterator[str]:
     """`tocsin demo` on a free port; its base URL."""
-    story = ["--speed", "20", "--history", "60"] if UPDATE else []
+    story = ["--speed", "20", "--history", "60"] if UPDATE else ["--history", "5"]
     process = subprocess.Popen([sys.executable, "-m", "tocsin", "demo", "--port", "0", "--seed", "7", *story],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

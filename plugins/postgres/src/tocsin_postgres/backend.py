@@ -59,7 +59,7 @@ from tocsin.ext import (
     check_query_values,
     compile_matchers,
 )
-from tocsin_postgres import search
+from tocsin_postgres import partitions, search
 from tocsin_postgres.changes import ChangeListener
 from tocsin_postgres.config import PostgresConfig
 from tocsin_postgres.database import PostgresDatabase
@@ -70,6 +70,7 @@ from tocsin_postgres.sketches import premerge
 from tocsin_postgres.storage import PostgresStorage
 
 _SWEEP_LOCKS = {"metrics": METRICS, "logs": LOGS}
+_PARTITIONED = {"metrics": "metric_rollups", "logs": "logs"}
 
 
 class PostgresBackend(PostgresStorage):
@@ -78,6 +79,9 @@ class PostgresBackend(PostgresStorage):
     def __init__(self, config: PostgresConfig | None = None) -> None:
         self.config = config or PostgresConfig()
         self.where = display(self.config.dsn)  # checks the DSN can be read, without ever showing its password
+        if float(self.config.partition) < 3600:
+            raise StorageError(f"storage partition must be at least 1h, got {float(self.config.partition):g} s")
+        self._width_s = round(float(self.config.partition))
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._statements = StatementCache(PostgresDialect())
         self._log_keys = LogKeys()  # used only under the logs lock, by one job at a time
@@ -90,7 +94,9 @@ class PostgresBackend(PostgresStorage):
         """Create the schema if missing, then create or upgrade the tables (under the migrations lock)."""
         schema = pg_sql.Identifier(self.config.schema)
         db.connection.execute(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-        return migrations.upgrade(db, time.time_ns(), f"{self.where} schema {self.config.schema}")
+        outcome = migrations.upgrade(db, time.time_ns(), f"{self.where} schema {self.config.schema}")
+        partitions.ensure(db, time.time_ns(), self._width_s)
+        return outcome
 
     def _start(self) -> tuple[Pool, ChangeListener]:
         pool = Pool(self.config, self._statements, self.instance)
@@ -312,16 +318,25 @@ class PostgresBackend(PostgresStorage):
 
     # -- housekeeping -------------------------------------------------------------------------------------
     async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:
-        """Delete what is older than each signal's retention, a chunk per write transaction; rows per signal."""
+        """Delete what is older than each signal's retention; rows per signal. Whole time partitions of logs and
+        metric rollups are dropped first, the rest deleted a chunk per write transaction; then the partitions of
+        the coming windows are created."""
         deleted = dict.fromkeys(RETENTION_SIGNALS, 0)
         for signal in RETENTION_SIGNALS:
             seconds = getattr(retention, signal)
             if seconds is None:
                 continue
-            sweep = Sweep(signal, now_ns - round(seconds * 1e9))
-            while not await self._write(sweep.step, f"sweep old {signal}", _SWEEP_LOCKS.get(signal, GENERAL)):
+            cutoff, lock = now_ns - round(seconds * 1e9), _SWEEP_LOCKS.get(signal, GENERAL)
+            dropped = 0
+            if signal in _PARTITIONED:
+                table = _PARTITIONED[signal]
+                dropped = await self._write(lambda db, t=table, c=cutoff: partitions.drop_before(db, t, c),
+                                            f"drop old {signal} partitions", lock)
+            sweep = Sweep(signal, cutoff)
+            while not await self._write(sweep.step, f"sweep old {signal}", lock):
                 pass
-            deleted[signal] = sweep.deleted
+            deleted[signal] = sweep.deleted + dropped
+        await self._write(lambda db: partitions.ensure(db, now_ns, self._width_s), "create partitions ahead")
         return deleted
 
     async def stats(self) -> StorageStats:

@@ -26,3 +26,5 @@ class PostgresConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A read running longer is stopped with a QueryError (statement_timeout)."""
     lock_timeout: Duration = Duration(10.0)
     """How long a write waits for a lock held by another writer before it fails as unavailable."""
+    partition: Duration = Duration(86400.0)
+    """Time one partition of logs and of metric rollups covers (at least 1h); retention drops whole partitions."""

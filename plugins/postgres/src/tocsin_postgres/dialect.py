@@ -27,6 +27,7 @@ from tocsin_sql.logs import COLUMNS
 
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.fulltext import tsvector
+from tocsin_postgres.partitions import make_partitioned
 
 TSV = "tsv"
 """The tsvector column of `logs`."""
@@ -86,6 +87,8 @@ class PostgresDialect(Dialect):
         return {name for (name,) in rows}
 
     def create_extras(self, db: Database) -> None:
-        """The tsvector column of logs and its GIN index."""
+        """Time partitions for logs and metric rollups, the tsvector column of logs and its GIN index."""
+        assert isinstance(db, PostgresDatabase)
+        make_partitioned(db)
         for statement in _EXTRAS:
             db.run(statement)

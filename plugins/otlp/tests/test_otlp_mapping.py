@@ -217,3 +217,14 @@ def test_histogram_buckets_land_where_tocsins_own_sketch_puts_the_value(value):
     native = LogSketch()
     native.add(value)
     assert explicit(point).sketch() == native.to_model()
+
+
+async def test_a_cumulative_counter_without_a_start_time_only_sets_the_baseline(monitor):
+    request, scope = metrics_request()
+    metric = scope.metrics.add(name="restarts")
+    metric.sum.is_monotonic, metric.sum.aggregation_temporality = True, CUMULATIVE
+    point = metric.sum.data_points.add(time_unix_nano=T0, as_int=1000)
+    await send(monitor, request)
+    point.time_unix_nano, point.as_int = T0 + SECOND, 1003
+    await send(monitor, request)
+    assert await query(monitor, "restarts", "sum") == 3 and await query(monitor, "restarts", "last") == 1003

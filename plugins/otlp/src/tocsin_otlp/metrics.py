@@ -5,8 +5,8 @@
 - A monotonic Sum becomes a `counter` whose rollup `sum` is the increase over the point's window and `last`
   the running total. A cumulative point is turned into the increase since the series' previous point (kept
   in `Tracker`); the first point of a series counts from its `start_time_unix_nano` when that is after the
-  receiver started, else it only sets the baseline (its increase happened before tocsin listened, and may be
-  stored already). A lower value or a new start time is a reset: the increase counts from the new start.
+  receiver started, else (or when it has no start time) it only sets the baseline (its increase may have
+  happened before tocsin listened, and may be stored already). A lower value or a new start time is a reset: the increase counts from the new start.
 - Histogram and ExponentialHistogram become a `histogram` rollup: exact count and sum, min, max and a sketch
   (`tocsin_otlp.histograms`); cumulative points are turned into the window's observations the same way.
 - Summary has no tocsin counterpart and is refused, and so is a metric named like one tocsin records
@@ -132,13 +132,18 @@ class Mapper:
             number = self.tracker.add(key, Seen(point.start_time_unix_nano, point.time_unix_nano, number))
         return _rollup(key, "gauge", point.time_unix_nano, 0, 1, number, number, number, number)
 
+    def _before_us(self, point: Any) -> bool:
+        """Whether a cumulative point may hold counts from before the receiver started (or says no start)."""
+        start = point.start_time_unix_nano
+        return not start or start < self.tracker.started_ns
+
     def _counter(self, key: SeriesKey, temporality: int, point: Any, value: float) -> MetricRollup | None:
         start, end = point.start_time_unix_nano or point.time_unix_nano, point.time_unix_nano
         if temporality != CUMULATIVE:
             total = self.tracker.add(key, Seen(start, end, value))
             return _rollup(key, "counter", start, end - start, 1, value, value, value, total)
         earlier = self.tracker.swap(key, Seen(start, end, value))
-        if earlier is None and start < self.tracker.started_ns:
+        if earlier is None and self._before_us(point):
             return _rollup(key, "counter", end, 0, 0, 0.0, 0.0, 0.0, value)  # the baseline: no increase known
         if earlier is not None and start == earlier.start_ns and value >= earlier.value:
             if end <= earlier.time_ns:
@@ -152,7 +157,7 @@ class Mapper:
         start, end = point.start_time_unix_nano or point.time_unix_nano, point.time_unix_nano
         if temporality == CUMULATIVE:
             earlier = self.tracker.swap(key, Seen(start, end, shape))
-            if earlier is None and start < self.tracker.started_ns:
+            if earlier is None and self._before_us(point):
                 return None  # the baseline: what it counted happened before tocsin listened
             if earlier is not None and start == earlier.start_ns and shape.count >= earlier.value.count:
                 if end <= earlier.time_ns or shape.count == earlier.value.count:

@@ -19,7 +19,6 @@ from collections.abc import Generator
 import click
 import uvicorn
 
-import tocsin_api
 from tocsin import Monitor
 from tocsin_api.app import create_app
 from tocsin_api.demo.config import demo_config
@@ -27,8 +26,8 @@ from tocsin_api.demo.live import DemoPlugin
 from tocsin_api.demo.shop import Shop
 from tocsin_api.serve import is_loopback
 
-WANTED = ("sqlite", "dashboard")
-"""Entry points of the `tocsin` group the demo loads when they are installed (tocsin-api is the demo's own)."""
+WANTED = ("api", "sqlite", "dashboard")
+"""Entry points of the `tocsin` group the demo loads when they are installed (`api` is this plugin)."""
 
 
 class DemoServer(uvicorn.Server):
@@ -47,8 +46,8 @@ class DemoServer(uvicorn.Server):
 
 
 def installed_plugins() -> dict[str, object]:
-    """The demo's plugins by entry-point name: tocsin-api itself, plus those of WANTED that are installed."""
-    plugins: dict[str, object] = {"api": tocsin_api}
+    """The demo's plugins by entry-point name: those of WANTED that are installed and load."""
+    plugins: dict[str, object] = {}
     for entry_point in importlib.metadata.entry_points(group="tocsin"):
         if entry_point.name in WANTED and entry_point.name not in plugins:
             try:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from tocsin import Monitor, hookimpl
-from tocsin.ext import Event, StorageUnavailable
+from tocsin.ext import CheckOutcome, Event, StorageUnavailable
 from tocsin_api.demo import history, narrate
 from tocsin_api.demo.nightly import nightly
 from tocsin_api.demo.shop import (
@@ -48,28 +48,28 @@ class DemoPlugin:
         self.tasks: list[asyncio.Task[None]] = []
 
     def watch(self, monitor: Monitor) -> None:
-        """Declare the shop's health checks (before the monitor starts): payments-api fails during incidents,
-        its fraud-check dependency flaps, the storefront stays up."""
-        interval = max(0.5, 2 / self.speed)
-        checks = {"web": lambda demo_s: True,
-                  "payments-api": lambda demo_s: "unhealthy" if payments_down(demo_s) else "healthy",
-                  "fraud-check": lambda demo_s: "unhealthy" if fraud_check_down(demo_s) else "healthy"}
-        for name, status in checks.items():
-            monitor.health.check(name, interval=interval, timeout=1, critical=name != "fraud-check")(
-                self.check(status))
+        """Declare the shop's health checks (before the monitor starts; they run every `[health] interval`):
+        payments-api fails during incidents, the fraud-check dependency flaps, the storefront stays up."""
+        checks: dict[str, Callable[[float], CheckOutcome]] = {
+            "web": lambda demo_s: CheckOutcome(message="200 OK from /healthz"),
+            "payments-api": lambda demo_s: CheckOutcome(
+                status="unhealthy", message="acme-pay answers 503: connection pool exhausted",
+            ) if payments_down(demo_s) else CheckOutcome(message="acme-pay answers 200"),
+            "fraud-check": lambda demo_s: CheckOutcome(
+                status="unhealthy", message="connection refused by fraud-check:7000",
+            ) if fraud_check_down(demo_s) else CheckOutcome(message="fraud-check:7000 answers"),
+        }
+        for name, outcome in checks.items():
+            monitor.health.check(name, timeout=1, critical=name != "fraud-check")(self.check(outcome))
 
-    def check(self, status: Callable[[float], object]) -> Callable[[], object]:
-        """A health check function answering `status(demo time now)`."""
+    def check(self, outcome: Callable[[float], CheckOutcome]) -> Callable[[], Awaitable[CheckOutcome]]:
+        """A health check function answering `outcome(demo time now)` (healthy until the demo starts)."""
 
-        async def run() -> object:
-            return status(self.now_s()) if self.timeline else "healthy"
+        async def run() -> CheckOutcome:
+            timeline = self.timeline
+            return CheckOutcome() if timeline is None else outcome(timeline.demo_s(self.clock()))
 
         return run
-
-    def now_s(self) -> float:
-        """The demo time now."""
-        assert self.timeline is not None
-        return self.timeline.demo_s(self.clock())
 
     @hookimpl
     async def startup(self, monitor: Monitor) -> None:

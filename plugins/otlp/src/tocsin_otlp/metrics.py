@@ -6,7 +6,8 @@
   the running total. A cumulative point is turned into the increase since the series' previous point (kept
   in `Tracker`); the first point of a series counts from its `start_time_unix_nano` when that is after the
   receiver started, else (or when it has no start time) it only sets the baseline (its increase may have
-  happened before tocsin listened, and may be stored already). A lower value or a new start time is a reset: the increase counts from the new start.
+  happened before tocsin listened, and may be stored already). A lower value or a new start time is a
+  reset: the increase counts from the new start.
 - Histogram and ExponentialHistogram become a `histogram` rollup: exact count and sum, min, max and a sketch
   (`tocsin_otlp.histograms`); cumulative points are turned into the window's observations the same way.
 - Summary has no tocsin counterpart and is refused, and so is a metric named like one tocsin records
@@ -142,10 +143,10 @@ class Mapper:
         if temporality != CUMULATIVE:
             total = self.tracker.add(key, Seen(start, end, value))
             return _rollup(key, "counter", start, end - start, 1, value, value, value, total)
-        earlier = self.tracker.swap(key, Seen(start, end, value))
+        earlier = self.tracker.swap(key, Seen(point.start_time_unix_nano, end, value))
         if earlier is None and self._before_us(point):
             return _rollup(key, "counter", end, 0, 0, 0.0, 0.0, 0.0, value)  # the baseline: no increase known
-        if earlier is not None and start == earlier.start_ns and value >= earlier.value:
+        if earlier is not None and point.start_time_unix_nano == earlier.start_ns and value >= earlier.value:
             if end <= earlier.time_ns:
                 return None  # a resent or out-of-order point: nothing new
             increase = value - earlier.value
@@ -156,10 +157,11 @@ class Mapper:
     def _histogram(self, key: SeriesKey, temporality: int, point: Any, shape: Shape) -> MetricRollup | None:
         start, end = point.start_time_unix_nano or point.time_unix_nano, point.time_unix_nano
         if temporality == CUMULATIVE:
-            earlier = self.tracker.swap(key, Seen(start, end, shape))
+            earlier = self.tracker.swap(key, Seen(point.start_time_unix_nano, end, shape))
             if earlier is None and self._before_us(point):
                 return None  # the baseline: what it counted happened before tocsin listened
-            if earlier is not None and start == earlier.start_ns and shape.count >= earlier.value.count:
+            if (earlier is not None and point.start_time_unix_nano == earlier.start_ns
+                    and shape.count >= earlier.value.count):
                 if end <= earlier.time_ns or shape.count == earlier.value.count:
                     return None
                 shape, start = shape.minus(earlier.value), earlier.time_ns

@@ -98,3 +98,16 @@ def test_the_terminal_hears_of_alerts_and_failed_runs_only():
     assert line(stuck).endswith("nightly-etl run stuck: running for 9s, over max_duration 8s")
     assert line(Event(topic="alerts", type="evaluated", time_ns=0)) is None
     assert line(Event(topic="workflows", type="succeeded", time_ns=0, data={"workflow": "nightly-etl"})) is None
+
+
+async def test_the_same_seed_writes_the_same_history():
+    async def history(seed_value: int) -> list[tuple[str, str, int]]:
+        config = {**demo_config("unused.db", 1.0), "storage": {"backend": "memory", "leader_lease": 0}}
+        async with make_monitor(tocsin_api, tocsin_sqlite, config=config) as monitor:
+            await seed(monitor, Shop(random.Random(seed_value)), Timeline(10**18, 1.0), minutes=2, rps=6)
+            page = await monitor.storage.search_spans(SpanQuery(limit=10_000))
+            return sorted((span.span_id, span.name, span.start_ns) for span in page.items)
+
+    first = await history(9)
+    assert first and first == await history(9)
+    assert first != await history(10)

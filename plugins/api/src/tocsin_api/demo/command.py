@@ -23,7 +23,6 @@ from tocsin import Monitor
 from tocsin_api.app import create_app
 from tocsin_api.demo.config import demo_config
 from tocsin_api.demo.live import DemoPlugin
-from tocsin_api.demo.shop import Shop
 from tocsin_api.serve import is_loopback
 
 WANTED = ("api", "sqlite", "dashboard")
@@ -124,7 +123,7 @@ def demo(host: str, port: int, speed: float, seed: int | None, rate: float, hist
     def ready(made: int) -> None:
         click.echo(banner(url, db_path, keep or workdir is None, "dashboard" in plugins, seed, made))
 
-    shop = DemoPlugin(Shop(random.Random(seed)), speed=speed, rps=rate, history_minutes=history_minutes,
+    shop = DemoPlugin(seed, speed=speed, rps=rate, history_minutes=history_minutes,
                       on_ready=ready, say=click.echo)
     try:
         config = demo_config(db_path or "", speed)

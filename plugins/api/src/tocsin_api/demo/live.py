@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -35,9 +37,10 @@ TICK_S = 0.5
 class DemoPlugin:
     """The simulated shop as a tocsin plugin: started and stopped with the monitor it is registered on."""
 
-    def __init__(self, shop: Shop, *, speed: float, rps: float, history_minutes: float,
+    def __init__(self, seed: int, *, speed: float, rps: float, history_minutes: float,
                  on_ready: Callable[[int], None], say: Callable[[str], None]) -> None:
-        self.shop = shop
+        self.shop = Shop(random.Random(seed))  # history, then live traffic: one sequence of draws
+        self.night_shop = Shop(random.Random(f"{seed}:nightly"))  # its own, so timing never reorders draws
         self.speed = speed
         self.rps = rps
         self.history_minutes = history_minutes
@@ -78,7 +81,7 @@ class DemoPlugin:
         self.timeline = Timeline(self.clock(), self.speed)
         made = await history.seed(monitor, self.shop, self.timeline, minutes=self.history_minutes, rps=self.rps)
         self.tasks = [asyncio.create_task(self.traffic(monitor), name="tocsin-demo-traffic"),
-                      asyncio.create_task(nightly(monitor, self.shop, self.timeline), name="tocsin-demo-nightly")]
+                      asyncio.create_task(nightly(monitor, self.night_shop, self.timeline), name="tocsin-demo-nightly")]
         self.on_ready(made)
 
     @hookimpl
@@ -104,11 +107,11 @@ class DemoPlugin:
         users = monitor.metrics.gauge(USERS)
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        while True:
+        for tick in itertools.count(1):  # a late tick runs at once: the ticks, and so the draws, never shift
             next_tick += TICK_S
             await asyncio.sleep(max(0.0, next_tick - loop.time()))
             now_ns = self.clock()
-            demo_s = self.timeline.demo_s(now_ns)
+            demo_s = tick * TICK_S * self.speed
             users.set(active_users(demo_s))
             spans, logs = [], []
             for request in self.shop.requests(demo_s, arrivals(self.shop.rng, demo_s, TICK_S, self.rps)):

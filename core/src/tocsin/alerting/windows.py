@@ -72,8 +72,27 @@ class Partial:
                 "rate": self.sum / seconds, "last": self.last}[aggregate]
 
 
+class _Slide:
+    """Per-series sketches merged over [start, end) of one window length, moved forward by merging the
+    rollups that enter and subtracting those that leave (exact: sketch counts are integers)."""
+
+    __slots__ = ("end", "sketches", "start")
+
+    def __init__(self) -> None:
+        self.start = self.end = 0
+        self.sketches: dict[LabelKey, LogSketch] = {}
+
+    def take(self, key: LabelKey, rollup: MetricRollup) -> None:
+        """Merge a rollup of series `key` that lies in the slide."""
+        assert rollup.sketch is not None
+        sketch = self.sketches.get(key)
+        if sketch is None:
+            sketch = self.sketches[key] = LogSketch(rollup.sketch.gamma)
+        sketch.merge(rollup.sketch)
+
+
 class _Metric:
-    """The rings of one metric: per series, its rollups in start order, and an index of its label values."""
+    """The rings of one metric: per series, its rollups in arrival order, and sliding window sketches."""
 
     def __init__(self, since_ns: int, keep_ns: int) -> None:
         self.since_ns = since_ns
@@ -82,7 +101,9 @@ class _Metric:
         self.labels: dict[LabelKey, Mapping[str, str]] = {}
         self.version = 0  # moves when a series appears, so cached selections are redone
         self.selections: dict[bytes, tuple[int, list[LabelKey]]] = {}
+        self.slides: dict[int, _Slide] = {}
         self.latest_ns = since_ns
+        self.ordered = True  # every ring in start order (one process's flushes): scans stop at the window's start
 
     def add(self, rollup: MetricRollup) -> None:
         key = labels_key(rollup.labels)
@@ -91,37 +112,77 @@ class _Metric:
             ring = self.rings[key] = deque()
             self.labels[key] = rollup.labels
             self.version += 1
+        if ring and rollup.start_ns < ring[-1].start_ns:
+            self.ordered = False
         ring.append(rollup)
+        if rollup.sketch is not None:
+            for slide in self.slides.values():  # a rollup flushed after a cycle already covered its start
+                if slide.start <= rollup.start_ns < slide.end:
+                    slide.take(key, rollup)
         if rollup.start_ns > self.latest_ns:
             self.latest_ns = rollup.start_ns
-        horizon = self.latest_ns - self.keep_ns
+        horizon = self.latest_ns - 2 * self.keep_ns  # twice the window: what a slide subtracts is still here
         while ring and ring[0].start_ns < horizon:
-            ring.popleft()
+            gone = ring.popleft()
+            for length, slide in list(self.slides.items()):
+                if gone.sketch is not None and slide.start <= gone.start_ns < slide.end:
+                    del self.slides[length]  # it can no longer be moved exactly: built anew when next asked
 
     def partials(self, start: int, end: int, sketches: bool) -> dict[LabelKey, Partial]:
-        """Each series' rollups with start in [start, end), merged."""
+        """Each series' rollups with start in [start, end), merged (sketches from the window's slide)."""
         result: dict[LabelKey, Partial] = {}
+        ordered = self.ordered
         for key, ring in self.rings.items():
             partial = None
-            for rollup in reversed(ring):  # newest first: stop at the window's start
-                if rollup.start_ns >= end:
+            for rollup in reversed(ring):
+                begins = rollup.start_ns
+                if not start <= begins < end:
+                    if begins < start and ordered:
+                        break
                     continue
-                if rollup.start_ns < start:
-                    break
                 if partial is None:
                     partial = result[key] = Partial()
-                    partial.last, partial.last_key = rollup.last, (rollup.start_ns, key)
                 partial.count += rollup.count
                 partial.sum += rollup.sum
                 if rollup.min < partial.min:
                     partial.min = rollup.min
                 if rollup.max > partial.max:
                     partial.max = rollup.max
-                if sketches and rollup.sketch is not None:
-                    if partial.sketch is None:
-                        partial.sketch = LogSketch(rollup.sketch.gamma)
-                    partial.sketch.merge(rollup.sketch)
+                if partial.last_key is None or begins > partial.last_key[0]:  # newest first: ties keep the later
+                    partial.last, partial.last_key = rollup.last, (begins, key)
+        if sketches:
+            slid = self._slide(start, end)
+            for key, partial in result.items():
+                sketch = slid.get(key)
+                partial.sketch = sketch if sketch is not None and sketch.count else None
         return result
+
+    def _slide(self, start: int, end: int) -> dict[LabelKey, LogSketch]:
+        """The per-series sketches of [start, end): the slide of this length moved there, or built anew."""
+        slide = self.slides.get(end - start)
+        if slide is None or start < slide.start or start >= slide.end:
+            slide = self.slides[end - start] = _Slide()
+            slide.start, slide.end = start, end
+            for key, ring in self.rings.items():
+                for rollup in ring:
+                    if rollup.sketch is not None and start <= rollup.start_ns < end:
+                        slide.take(key, rollup)
+            return slide.sketches
+        old_start, old_end = slide.start, slide.end
+        slide.start, slide.end = start, end
+        ordered = self.ordered
+        for key, ring in self.rings.items():
+            for rollup in reversed(ring):
+                begins = rollup.start_ns
+                if begins < old_start and ordered:
+                    break
+                if rollup.sketch is None:
+                    continue
+                if old_end <= begins < end:  # entered the window
+                    slide.take(key, rollup)
+                elif old_start <= begins < start:  # left it
+                    slide.sketches[key].subtract(rollup.sketch)
+        return slide.sketches
 
 
 class MetricWindows:
@@ -170,8 +231,9 @@ class MetricWindows:
     def metric(self, query: MetricQuery) -> _Metric | None:
         """The rings that hold everything storage has for `query`, or None when storage must answer it."""
         metric = self._metrics.get(query.name)
-        if (not self.enabled or metric is None or query.step_s is not None or query.start_ns < metric.since_ns
-                or query.end_ns - query.start_ns > metric.keep_ns or not self.declared(query.name)):
+        if (not self.enabled or metric is None or query.step_s is not None or not self.declared(query.name)
+                or query.start_ns < max(metric.since_ns, metric.latest_ns - 2 * metric.keep_ns)
+                or query.end_ns - query.start_ns > metric.keep_ns):
             return None
         return metric
 
@@ -182,6 +244,7 @@ class Cycle:
     def __init__(self, windows: MetricWindows) -> None:
         self.windows = windows
         self._partials: dict[tuple[str, int, int, bool], dict[LabelKey, Partial]] = {}
+        self._merged: dict[tuple[tuple[str, int, int, bool], tuple[LabelKey, ...]], Partial] = {}
 
     def answer(self, query: MetricQuery) -> list[SeriesPoints] | None:
         """The query's result from memory, or None when storage must answer it (see the module doc)."""
@@ -195,17 +258,24 @@ class Cycle:
         partials = self._partials.get(window)
         if partials is None:
             partials = self._partials[window] = metric.partials(start, end, sketches)
-        groups: dict[LabelKey, Partial] = {}
+        members: dict[LabelKey, list[LabelKey]] = {}
         by = query.by
         for key in _select(metric, query):
-            partial = partials.get(key)
-            if partial is None:
+            if key in partials:
+                group = key if by is None else labels_key(_group(metric.labels[key], by))
+                members.setdefault(group, []).append(key)
+        groups: dict[LabelKey, Partial] = {}
+        for group, keys in members.items():
+            if len(keys) == 1:
+                groups[group] = partials[keys[0]]  # read only: no copy
                 continue
-            group = key if by is None else labels_key(_group(metric.labels[key], by))
-            merged = groups.get(group)
+            merged_key = (window, tuple(keys))
+            merged = self._merged.get(merged_key)
             if merged is None:
-                merged = groups[group] = Partial()
-            merged.add(partial)
+                merged = self._merged[merged_key] = Partial()
+                for key in keys:
+                    merged.add(partials[key])
+            groups[group] = merged
         seconds = (end - start) / 1e9
         series = []
         for group in sorted(groups):

@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import accumulate, repeat
-from operator import mul
+from operator import add, mul, sub
 
 from tocsin.models import Sketch
 
@@ -82,15 +82,31 @@ class LogSketch:
         for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
             if not theirs:
                 continue
-            if mine:
-                get = mine.get
-                for key, n in theirs.items():
-                    mine[key] = get(key, 0) + n
+            if mine:  # new counts computed and stored by C-level loops (map, zip, dict.update)
+                keys = theirs.keys()
+                dict.update(mine, zip(keys, map(add, map(mine.get, keys, repeat(0)), theirs.values()), strict=True))
             else:
                 mine.update(theirs)  # an empty side takes the other's counts in one C-level call
             self.count += sum(theirs.values())
         self.zeros += other.zeros
         self.count += other.zeros
+
+    def subtract(self, other: LogSketch | Sketch) -> None:
+        """Take away counts that an earlier `merge` of `other` added (a window sliding past it); exact, since
+        counts are integers. Buckets that reach zero are removed."""
+        if not math.isclose(other.gamma, self.gamma, rel_tol=1e-12):
+            raise ValueError(f"cannot subtract a sketch with gamma {other.gamma} from one with {self.gamma}")
+        for mine, theirs in ((self.positive, other.positive), (self.negative, other.negative)):
+            keys = theirs.keys()
+            left = list(map(sub, map(mine.get, keys, repeat(0)), theirs.values()))
+            if min(left, default=0) < 0:
+                raise ValueError("cannot subtract counts that were never merged into this sketch")
+            dict.update(mine, zip(keys, left, strict=True))
+            for key in [key for key, n in zip(keys, left, strict=True) if not n]:
+                del mine[key]
+            self.count -= sum(theirs.values())
+        self.zeros -= other.zeros
+        self.count -= other.zeros
 
     def _value(self, key: int) -> float:
         return 2.0 * self.gamma**key / (self.gamma + 1.0)

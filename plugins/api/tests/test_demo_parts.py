@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+import socket
+import tempfile
 import time
 
 import pytest
 import tocsin_api
 import tocsin_sqlite
-from tocsin_api.demo.command import banner
+from click.testing import CliRunner
+from tocsin_api.demo.command import banner, demo
 from tocsin_api.demo.config import demo_config
 from tocsin_api.demo.history import seed
 from tocsin_api.demo.narrate import line
@@ -111,3 +114,16 @@ async def test_the_same_seed_writes_the_same_history():
     first = await history(9)
     assert first and first == await history(9)
     assert first != await history(10)
+
+
+def test_the_demo_refuses_a_network_address_and_a_busy_port(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    runner = CliRunner()
+    refused = runner.invoke(demo, ["--host", "0.0.0.0"])
+    assert refused.exit_code == 2 and "loopback only" in refused.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = runner.invoke(demo, ["--port", str(taken.getsockname()[1])])
+    assert busy.exit_code == 1 and "cannot listen on 127.0.0.1" in busy.output and "--port" in busy.output
+    assert list(tmp_path.iterdir()) == []  # no temporary store left behind

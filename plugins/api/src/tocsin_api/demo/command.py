@@ -110,13 +110,11 @@ def demo(host: str, port: int, speed: float, seed: int | None, rate: float, hist
                                "use `tocsin serve` with [[server.api_keys]] to serve a network")
     seed = random.SystemRandom().randrange(1_000_000) if seed is None else seed
     plugins = installed_plugins()
-    workdir = None
-    if "sqlite" in plugins and db_path is None:
-        workdir = tempfile.mkdtemp(prefix="tocsin-demo-")
-        db_path = os.path.join(workdir, "demo.db")
-    elif "sqlite" not in plugins:
-        db_path = None
+    if db_path is not None and "sqlite" not in plugins:
+        raise click.UsageError("--db needs tocsin-sqlite (pip install tocsin-sqlite)")
     sock = listen(host, port)
+    workdir = tempfile.mkdtemp(prefix="tocsin-demo-") if "sqlite" in plugins and db_path is None else None
+    db_path = os.path.join(workdir, "demo.db") if workdir is not None else db_path
     address = f"[{host.strip('[]')}]" if ":" in host else host
     url = f"http://{address}:{sock.getsockname()[1]}"
 
@@ -137,4 +135,6 @@ def demo(host: str, port: int, speed: float, seed: int | None, rate: float, hist
         sock.close()
         if workdir is not None and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+    if not server.started:
+        raise click.ClickException("the demo did not start (the error is above)")
     click.echo("tocsin demo: stopped" + ("" if workdir is None or keep else ", temporary store removed"))

@@ -16,6 +16,7 @@ import tocsin_api
 import tocsin_otlp
 import tocsin_sqlite
 from google.rpc.status_pb2 import Status
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -23,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from tocsin_api.testing import LiveServer
 
-from tocsin.ext import SpanQuery
+from tocsin.ext import MetricQuery, SpanQuery
 from tocsin.testing import make_monitor
 
 from .conftest import WRITE_KEY
@@ -228,3 +229,28 @@ def test_write_key_header_is_needed(otlp_server):
     answer = httpx.post(otlp_server.url("/v1/logs"), content=b"",
                         headers={**PROTOBUF, "Authorization": f"Bearer {WRITE_KEY}"})
     assert answer.status_code == 200 and answer.content == b""
+
+
+async def test_a_metrics_export_storage_refused_counts_again_when_resent(tmp_path):
+    path = tmp_path / "metrics.db"
+    config = {"storage": {"backend": "sqlite", "path": str(path), "busy_timeout": 0.2}}
+    async with make_monitor(tocsin_sqlite, tocsin_otlp, config=config) as monitor:
+        receiver = tocsin_otlp.receiver_for(monitor)
+        request = ExportMetricsServiceRequest()
+        metric = request.resource_metrics.add().scope_metrics.add().metrics.add(name="orders")
+        metric.sum.is_monotonic, metric.sum.aggregation_temporality = True, 2
+        start = receiver.metrics.tracker.started_ns + 1
+        point = metric.sum.data_points.add(start_time_unix_nano=start, time_unix_nano=start + 10**9, as_int=5)
+        assert (await tocsin_otlp.ingest(monitor, "metrics", request.SerializeToString())).accepted == 1
+        point.time_unix_nano, point.as_int = start + 2 * 10**9, 12
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(tocsin_otlp.ExportRefused) as refused:
+            await tocsin_otlp.ingest(monitor, "metrics", request.SerializeToString())
+        assert refused.value.status == 503
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert (await tocsin_otlp.ingest(monitor, "metrics", request.SerializeToString())).accepted == 1  # resent
+        series = await monitor.storage.query_metrics(MetricQuery(name="orders", start_ns=start - 10**9,
+                                                                 end_ns=start + 10 * 10**9, aggregate="sum"))
+        assert series[0].points[0][1] == 12.0

@@ -52,15 +52,31 @@ class Tracker:
         self.limit = limit
         self.started_ns = time.time_ns() if started_ns is None else started_ns
         self._seen: OrderedDict[SeriesKey, Seen] = OrderedDict()
+        self._journal: list[tuple[SeriesKey, Seen | None]] = []
 
     def swap(self, key: SeriesKey, point: Seen) -> Seen | None:
         """Remember `point` as the series' latest and return the one before it (None when new)."""
         seen = self._seen
         earlier = seen.pop(key, None)
         seen[key] = point
+        self._journal.append((key, earlier))
         if len(seen) > self.limit:
             seen.popitem(last=False)
         return earlier
+
+    def commit(self) -> None:
+        """Keep what the points since the last commit or rollback taught (their rollups are stored)."""
+        self._journal.clear()
+
+    def rollback(self) -> None:
+        """Forget the points since the last commit (their rollups were not stored, and the client will resend
+        them: they must count again)."""
+        for key, earlier in reversed(self._journal):
+            if earlier is None:
+                self._seen.pop(key, None)
+            else:
+                self._seen[key] = earlier
+        self._journal.clear()
 
     def add(self, key: SeriesKey, point: Seen) -> float:
         """Add a delta point's value to the series' running total and return the new total."""

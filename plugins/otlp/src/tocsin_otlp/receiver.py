@@ -2,7 +2,9 @@
 
 `Receiver.export(signal, body, ...)` is what both `POST /v1/<signal>` and the in-process `tocsin_otlp.ingest`
 call. The records are written through `monitor.ingest` before it returns, so an answer of success means
-committed. At most `max_concurrent_requests` exports run at once; one more is refused at once with 503 and
+committed. Metrics exports take turns, and the cumulative series they teach the tracker are kept only once
+their rollups are stored (a refused export is resent, and must count again). At most
+`max_concurrent_requests` exports run at once; one more is refused at once with 503 and
 Retry-After rather than queued, and a batch storage did not take is answered the same way (the client
 retries; OTLP accepts the duplicates that may make).
 """
@@ -10,7 +12,6 @@ retries; OTLP accepts the duplicates that may make).
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,7 @@ class Receiver:
         self.monitor = monitor
         self.settings = settings or Settings()
         self.metrics = Mapper(Tracker(self.settings.max_tracked_series))
-        self._metrics_lock = threading.Lock()  # the tracker is shared by exports decoded on threads
+        self._metrics_turn = asyncio.Lock()
         self._active = 0
 
     @property
@@ -112,19 +113,33 @@ class Receiver:
                                 retry_after_s=self.settings.retry_after_s)
         self._active += 1
         try:
-            raw = inflate(body, content_encoding, self.settings.max_body_bytes)
-            rejected = Rejections()
-            if len(raw) >= THREAD_AT:
-                records = await asyncio.to_thread(self._records, signal, kind, raw, encoding, rejected)
-            else:
-                records = self._records(signal, kind, raw, encoding, rejected)
-            try:
-                outcome = await self.monitor.ingest(kind.store, records)
-            except StorageUnavailable:
-                raise ExportRefused(503, "storage did not take the batch; retry later",
-                                    retry_after_s=self.settings.retry_after_s) from None
+            if signal != "metrics":
+                return await self._store(signal, kind, body, encoding, content_encoding)
+            async with self._metrics_turn:  # one at a time: the tracker learns only from stored points
+                try:
+                    answer = await self._store(signal, kind, body, encoding, content_encoding)
+                except BaseException:
+                    self.metrics.tracker.rollback()
+                    raise
+                self.metrics.tracker.commit()
+                return answer
         finally:
             self._active -= 1
+
+    async def _store(self, signal: str, kind: Signal, body: bytes, encoding: Encoding,
+                     content_encoding: str | None) -> Export:
+        """Inflate, decode, map and write one export; the answer counts refused and unstorable records."""
+        raw = inflate(body, content_encoding, self.settings.max_body_bytes)
+        rejected = Rejections()
+        if len(raw) >= THREAD_AT:
+            records = await asyncio.to_thread(self._records, signal, kind, raw, encoding, rejected)
+        else:
+            records = self._records(signal, kind, raw, encoding, rejected)
+        try:
+            outcome = await self.monitor.ingest(kind.store, records)
+        except StorageUnavailable:
+            raise ExportRefused(503, "storage did not take the batch; retry later",
+                                retry_after_s=self.settings.retry_after_s) from None
         dropped = sum(outcome.dropped.values())
         if dropped:
             rejected.add(f"{dropped} record(s) could not be stored: {', '.join(sorted(outcome.dropped))}", dropped)
@@ -143,5 +158,4 @@ class Receiver:
         if signal in MAPPERS:
             return MAPPERS[signal](request, rejected)
         own = frozenset(info.name for info in self.monitor.metrics.instruments())
-        with self._metrics_lock:
-            return self.metrics.rollups_of(request, rejected, own)
+        return self.metrics.rollups_of(request, rejected, own)

@@ -13,8 +13,8 @@ from playwright.sync_api import expect
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PAGES = ["/", "/ui/metrics", "/ui/traces", "/ui/logs", "/ui/alerts", "/ui/workflows", "/ui/notifications",
-         f"/ui/traces?trace={TRACE_ID}", "/ui/workflows?name=nightly-etl", "/ui/notifications?channel=ops",
-         "/ui/metrics?metric=http_request_seconds&agg=p99&by=route", "/ui/logs?q=refused&level=warning"]
+         f"/ui/traces?trace={TRACE_ID}", "/ui/workflows?name=nightly-etl",
+         "/ui/metrics?metric=http_request_seconds&agg=p99&by=route"]
 KEYS = {"server": {"api_keys": [{"name": "viewer", "key": "view-0123456789abcdef", "scopes": ["read"]}]}}
 
 
@@ -121,3 +121,46 @@ def test_with_keys_the_page_asks_for_one_and_shows_a_403_clearly(make_shop, new_
     headers = {"Authorization": "Bearer view-0123456789abcdef"}
     alert = httpx.get(keyed.server.url(f"/api/v1/alerts/{fingerprint}"), headers=headers, timeout=10).json()["alert"]
     assert alert["handling"] == "active"
+
+
+def test_test_send_preview_and_a_deliverys_attempts_from_the_notifications_page(tab, shop):
+    page = tab.open("/ui/notifications")
+    channel = page.locator('.channel[data-channel="ops"]')
+    channel.locator('button[data-do="test"]').click()
+    expect(channel.locator(".outcome")).to_contain_text("test sent")
+    channel.locator('button[data-do="preview"]').click()
+    expect(channel.locator(".outcome pre").first).to_contain_text("[FIRING] queue-deep")
+    expect(page.locator("#deliveries")).to_contain_text("queue-deep")
+    page.locator("#deliveries a", has_text="attempts").first.click()
+    expect(page.locator("main")).to_contain_text("Delivery ")
+    expect(page.locator("main table").first).to_contain_text("sent")
+    assert "delivery=" in page.url
+    assert tab.errors == []
+
+
+def test_silencing_from_the_alerts_page_creates_the_silence(tab, shop):
+    fingerprint = shop.fire(quiet=900)["quiet"]
+    page = tab.open("/ui/alerts")
+    page.locator(f'button[data-do="silence"][data-fingerprint="{fingerprint}"]').click()
+    form = page.locator('form[data-action="silence"]')
+    form.locator('input[name="duration"]').fill("1h")
+    form.locator('input[name="comment"]').fill("maintenance")
+    form.locator('button[type="submit"]').click()
+    expect(form.locator(".ok")).to_contain_text("is active")
+    silences = shop.get("/api/v1/silences", state="active")
+    assert [s["comment"] for s in silences] == ["maintenance"]
+    assert {"label": "queue", "op": "=", "value": "quiet"} in silences[0]["matchers"]
+
+
+def test_trace_search_by_service_operation_and_status(tab):
+    page = tab.open("/ui/traces?root_only=false&service=payments")
+    expect(page.locator('select[name="service"] option[value="shop"]')).to_have_count(1)
+    expect(page.locator('select[name="name"] option[value="call 3"]')).to_have_count(1)
+    operations = page.locator("#trace-results td:nth-child(3)").all_inner_texts()
+    assert sorted(operations) == ["call 1", "call 3", "call 5"]
+    page = tab.open("/ui/traces?root_only=false&status=error&service=shop")
+    assert page.locator("#trace-results td:nth-child(3)").all_inner_texts() == ["query 3.2"]
+    page.locator("#trace-results a", has_text="query 3.2").click()
+    expect(page.locator("#waterfall .span-row")).to_have_count(50)
+    expect(page.locator(f'.span-row[data-span="{1032:016x}"] .spandetail')).to_contain_text("card declined")
+    assert tab.errors == []

@@ -74,18 +74,22 @@ export default {
     const current = Object.fromEntries(["service", "name", "status", "min_duration", "max_duration", "range", "trace", "span", "root_only"].map((k) => [k, view.get(k)]));
     current.range ||= "1h";
     current.root_only ||= "true";
-    const none = { items: [] };
-    const [services, operations] = await Promise.all([
-      api("/traces/services", { params: { start: current.range } }).catch(() => none),
-      current.service ? api(`/traces/services/${encodeURIComponent(current.service)}/operations`, { params: { start: current.range } }).catch(() => none) : none,
-    ]);
+    // The service and operation lists scan up to 10,000 spans: the selects fill in when they come.
+    const serviceSelect = select("service", [...new Set(["", current.service])], current.service);
+    const nameSelect = select("name", [...new Set(["", current.name])], current.name);
+    const offer = async (el, path, want) => {
+      const answer = await api(path, { params: { start: current.range } }).catch(() => ({ items: [] }));
+      el.replaceChildren(...[...new Set(["", want, ...answer.items])].map((v) => h("option", { value: v, selected: v === want }, v || "any")));
+    };
+    offer(serviceSelect, "/traces/services", current.service);
+    if (current.service) offer(nameSelect, `/traces/services/${encodeURIComponent(current.service)}/operations`, current.name);
     const results = h("div", { id: "trace-results" });
     const trace = h("div");
     fill(view.main,
       h("div", { class: "pagehead" }, h("h1", null, "Traces")),
       filters(view, [
-        field("service", select("service", ["", ...services.items], current.service)),
-        field("operation", select("name", ["", ...operations.items], current.name)),
+        field("service", serviceSelect),
+        field("operation", nameSelect),
         field("status", select("status", ["", "unset", "ok", "error"], current.status)),
         field("min duration", h("input", { name: "min_duration", value: current.min_duration, size: 6, placeholder: "250ms" })),
         field("max duration", h("input", { name: "max_duration", value: current.max_duration, size: 6, placeholder: "5s" })),

@@ -23,6 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
+import tocsin_sqlite
+
+from tocsin import Monitor
+from tocsin.ext import MetricQuery, SpanQuery
 
 READY_WITHIN_S = 30.0
 """Bound on waiting for the banner (startup is about 2 s; the bound is for a loaded CI machine)."""
@@ -168,11 +172,24 @@ def test_demo_tells_the_whole_story_and_stops_cleanly_on_ctrl_c(run_demo):
 def test_demo_keeps_its_db_when_asked_and_exits_zero_on_sigterm(run_demo, tmp_path, keep):
     args = ["--db", str(tmp_path / "shop.db")] if keep == "--db" else ["--keep"]
     demo = run_demo(*args, "--history", "2", "--seed", "3")
+    served_ns = time.time_ns()
     db = Path(re.search(r"stored (\S+\.db) \(kept on exit\)", "".join(demo.out)).group(1))
+    seeded = int(re.search(r"(\d+) requests of history", "".join(demo.out)).group(1))
     assert {"web", "inventory", "payments"} <= set(demo.get("/traces/services", start="5m")["items"])
+    eventually("live requests", lambda: demo.get("/traces", service="web", root_only="true", start=served_ns)["items"])
     code, _, err = demo.stop(signal.SIGTERM)
     assert code == 0, err
     assert "Traceback" not in err, err
-    assert db.exists() and db.stat().st_size > 0
+    # every live request is traced at once, while its counter waits in memory for the metrics flush: the
+    # counters held at SIGTERM were written when the monitor closed, so at least as many requests are counted
+    with Monitor.from_config({"storage": {"backend": "sqlite", "path": str(db)}}, plugins=[tocsin_sqlite],
+                             entrypoints=False) as monitor:
+        storage = monitor.storage
+        live_traces = monitor.run_sync(storage.search_spans(SpanQuery(
+            service="web", root_only=True, start_ns=served_ns, limit=10_000))).items
+        [counted] = monitor.run_sync(storage.query_metrics(MetricQuery(
+            name="http_requests_total", aggregate="sum", start_ns=0, end_ns=time.time_ns() + 10**10, by=[])))
+    assert live_traces
+    assert counted.points[0][1] - seeded >= len(live_traces)
     if keep == "--keep":
         shutil.rmtree(db.parent)

@@ -5,10 +5,18 @@ from __future__ import annotations
 from tocsin import hookimpl
 from tocsin_postgres.storage import PostgresStorage
 
-__all__ = ["PostgresStorage", "register_storage_backends"]
+__all__ = ["PostgresStorage", "register_commands", "register_storage_backends"]
 
 
 @hookimpl
 def register_storage_backends(register):
     """Provide the `postgres` storage backend."""
     register("postgres", PostgresStorage)
+
+
+@hookimpl
+def register_commands(cli):
+    """Provide `tocsin storage copy` (from one backend to another)."""
+    from tocsin_postgres.copy_command import storage
+
+    cli.add_command(storage)

@@ -24,6 +24,7 @@ from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.retention import Sweep
 from tocsin_sql.schema import ROW_COUNTED
+from tocsin_sql.transfer import SqlTransfer
 
 from tocsin.ext import (
     RETENTION_SIGNALS,
@@ -73,7 +74,7 @@ _SWEEP_LOCKS = {"metrics": METRICS, "logs": LOGS}
 _PARTITIONED = {"metrics": "metric_rollups", "logs": "logs"}
 
 
-class PostgresBackend(PostgresStorage):
+class PostgresBackend(PostgresStorage, SqlTransfer):
     """Every signal in one PostgreSQL schema: what `PostgresStorage(config)` builds."""
 
     def __init__(self, config: PostgresConfig | None = None) -> None:

@@ -20,6 +20,7 @@ from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.retention import Sweep
 from tocsin_sql.schema import ROW_COUNTED
+from tocsin_sql.transfer import SqlTransfer
 
 from tocsin.ext import (
     RETENTION_SIGNALS,
@@ -67,7 +68,7 @@ from tocsin_sqlite.workers import Pool
 _SYNCHRONOUS = {"normal": "NORMAL", "strict": "FULL"}
 
 
-class SQLiteBackend(SQLiteStorage):
+class SQLiteBackend(SQLiteStorage, SqlTransfer):
     """Every signal in one SQLite file (WAL, FTS5 log search): what `SQLiteStorage(config)` builds."""
 
     def __init__(self, config: SQLiteConfig | None = None) -> None:

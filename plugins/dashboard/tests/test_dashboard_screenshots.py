@@ -59,7 +59,8 @@ def test_screenshots_of_every_page_against_the_demo(demo, new_tab, tmp_path):
     while UPDATE and time.monotonic() < deadline and not (first(demo, "/alerts", state="firing")
                                                          and first(demo, "/workflows/executions", status="failed")):
         time.sleep(1)  # for the docs, wait until the story has a firing alert and a failed run to show
-    trace = first(demo, "/traces", status="error").get("trace_id", "")
+    checkout = first(demo, "/traces", status="error", name="POST /checkout") or first(demo, "/traces")
+    trace = checkout.get("trace_id", "")
     failed = first(demo, "/workflows/executions", status="failed").get("id", "")
     alert = (first(demo, "/alerts", state="firing") or first(demo, "/alerts")).get("fingerprint", "")
     shots = {

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from tocsin.ext import LogRecord, Span, SpanEvent
 
@@ -37,8 +38,7 @@ ROUTES: dict[str, tuple[str, float, float]] = {
 }
 
 
-@dataclass(frozen=True)
-class Timeline:
+class Timeline(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Wall time to demo time: the demo starts at `start_ns` and runs `speed` times faster than the clock."""
 
     start_ns: int
@@ -79,8 +79,7 @@ def arrivals(rng: random.Random, demo_s: float, seconds: float, rps: float) -> i
     return max(0, round(rng.gauss(mean, math.sqrt(mean))))
 
 
-@dataclass
-class Call:
+class Call(msgspec.Struct, forbid_unknown_fields=True):
     """One span to make: who serves it, when it starts (seconds after its parent), how long it takes."""
 
     service: str
@@ -90,12 +89,11 @@ class Call:
     duration: float
     status: str = "unset"
     message: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
-    children: list[Call] = field(default_factory=list)
+    attributes: dict[str, Any] = {}
+    children: list[Call] = []
 
 
-@dataclass
-class Request:
+class Request(msgspec.Struct, forbid_unknown_fields=True):
     """One simulated HTTP request: what the metrics record, and its call tree for the trace."""
 
     method: str

@@ -4,7 +4,8 @@ Series ids are hashes of name and labels (`ids.series_id`), so a write never loo
 row is inserted if missing and the rollups upserted, merging into an existing (series, start) as the
 storage protocol says. Queries select the series of a name, filter them with the label matchers in Python
 (`tocsin.storage.matchers`, the same code every backend uses), read the rows `tiers.plan` picks, and aggregate with
-`tocsin.storage.rollups.evaluate`.
+`tocsin.storage.rollups.evaluate`. A one-point query of a summable aggregate (what alert rules ask) has the
+database total each series' rows (`GROUP BY series_id`), so Python sees one row per series, not per rollup.
 """
 
 from __future__ import annotations
@@ -166,6 +167,32 @@ def _tier_rows(_: Dialect, count: int, sketch: bool) -> sa.Select:
     )
 
 
+_SUMMED = frozenset({"avg", "sum", "count", "min", "max", "rate"})
+"""Aggregates computed from per-series totals (count, sum, min, max): one SQL row per series, not per rollup."""
+
+
+def _summed_rows(_: Dialect, count: int, tier: bool) -> sa.Select:
+    """Per series: the earliest start, Σcount, Σsum, min of min, max of max of its rows in [lo, hi)."""
+    t = metric_tiers.c if tier else metric_rollups.c
+    where = [t.series_id.in_(_in_list(count)), t.start_ns >= sa.bindparam("lo"), t.start_ns < sa.bindparam("hi")]
+    if tier:
+        where.append(t.width_s == sa.bindparam("width_s"))
+    total = sa.cast(sa.func.sum(t.count), sa.BigInteger)  # PostgreSQL sums bigints as numeric
+    return (sa.select(t.series_id, sa.func.min(t.start_ns), total, sa.func.sum(t.sum), sa.func.min(t.min),
+                      sa.func.max(t.max)).where(*where).group_by(t.series_id))
+
+
+def _summed(db: Database, series: list[int], ranges: list[Range], tier: bool, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of `_summed_rows` for every chunk of series and every range (a series may get several)."""
+    rows: list[tuple[Any, ...]] = []
+    for chunk in _chunks(series):
+        statement = db.sql(_summed_rows, len(chunk), tier)
+        values = {f"s{i}": sid for i, sid in enumerate(chunk)}
+        for lo, hi in ranges:
+            rows += db.fetch(statement, {**values, **params, "lo": lo, "hi": hi})
+    return rows
+
+
 def _chunks(series: list[int]) -> list[list[int]]:
     """Series ids in chunks padded to a power of two, so only a few statement shapes are ever compiled."""
     chunks = []
@@ -211,8 +238,16 @@ def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> l
     step = end - start if metric_query.step_s is None else round(metric_query.step_s * SECOND)
     floor = meta.get(db, META_TIER_FLOOR, None)
     coverage = plan(start, end, step, floor)
-    sketch = metric_query.aggregate in QUANTILES
     selected = sorted(labels)
+    if metric_query.step_s is None and metric_query.aggregate in _SUMMED:
+        # One point for the whole range: the database sums each series' rows, Python only groups the series.
+        rows = _summed(db, selected, coverage.rollups, False)
+        for width_s, ranges in coverage.tiers.items():
+            rows += _summed(db, selected, ranges, True, width_s=width_s)
+        return evaluate([MetricRollup(name=metric_query.name, kind="gauge", labels=labels[row[0]], start_ns=row[1],
+                                      interval_s=0.0, count=row[2], sum=row[3], min=row[4], max=row[5], last=0.0)
+                         for row in rows], metric_query)
+    sketch = metric_query.aggregate in QUANTILES
     rows = _read(db, _rollup_rows, selected, coverage.rollups, sketch) if coverage.rollups else []
     for width_s, ranges in coverage.tiers.items():
         rows += _read(db, _tier_rows, selected, ranges, sketch, width_s=width_s)

@@ -30,7 +30,6 @@ class View {
     this.params = new URLSearchParams(location.search);
     this.topics = {};
     this.alive = true;
-    this.live = live;
   }
 
   get(name, fallback = "") {
@@ -77,6 +76,7 @@ function drawLive() {
   button.textContent = labels[live.state] || live.state;
   button.className = `live s-${live.state}`;
   document.body.dataset.live = live.state;
+  document.body.dataset.topics = live.topics.join(" ");
 }
 
 function askForKey(message) {

@@ -6,7 +6,7 @@ import { num } from "./format.js";
 const COLORS = ["#2f7ed8", "#d9534f", "#5cb85c", "#f0ad4e", "#8e44ad", "#16a085", "#7f8c8d", "#c0392b"];
 
 /** Series [{label, points: [[ns, value]...]}] as uPlot's columns: one time axis (seconds), nulls where absent. */
-export function columns(series) {
+function columns(series) {
   const times = [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))].sort((a, b) => a - b);
   const index = new Map(times.map((t, i) => [t, i]));
   const data = [times.map((t) => t / 1e9)];

@@ -12,6 +12,7 @@ export class Live extends EventTarget {
     this.state = "connecting";
     this.retry = 0;
     this.timer = null;
+    this.topics = []; // what the server confirmed this connection holds
   }
 
   setState(state) {
@@ -39,6 +40,7 @@ export class Live extends EventTarget {
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.topics = [];
       if (this.paused) return;
       this.setState("reconnecting");
       this.timer = setTimeout(() => this.start(), Math.min(10000, 500 * 2 ** this.retry++));
@@ -68,6 +70,10 @@ export class Live extends EventTarget {
 
   receive(message) {
     if (message.cursor) this.cursor = message.cursor;
+    if (message.type === "subscribed" || message.type === "unsubscribed") {
+      this.topics = message.data.topics;
+      this.dispatchEvent(new Event("state"));
+    }
     if (!message.topic) return;
     const sub = this.subs.get(message.topic);
     if (sub) sub.fn(message);

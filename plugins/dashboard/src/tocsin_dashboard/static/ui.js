@@ -8,19 +8,10 @@ export function section(title, ...children) {
   return h("section", { class: "card" }, h("h2", null, title), ...children);
 }
 
-/** A table: columns are [heading, row => cell content]; `onRow` makes rows clickable. */
-export function table(columns, rows, { empty = "Nothing here.", rowClass, onRow } = {}) {
+/** A table: columns are [heading, row => cell content]; `rowClass(row)` names a row's class. */
+export function table(columns, rows, { empty = "Nothing here.", rowClass } = {}) {
   if (!rows.length) return h("p", { class: "muted empty" }, empty);
-  const body = rows.map((row) => {
-    const tr = h("tr", { class: rowClass ? rowClass(row) : null }, columns.map(([, cell]) => h("td", null, cell(row))));
-    if (onRow) {
-      tr.classList.add("clickable");
-      tr.addEventListener("click", (event) => {
-        if (!event.target.closest("a, button, input, select, form")) onRow(row);
-      });
-    }
-    return tr;
-  });
+  const body = rows.map((row) => h("tr", { class: rowClass ? rowClass(row) : null }, columns.map(([, cell]) => h("td", null, cell(row)))));
   return h("table", null, h("thead", null, h("tr", null, columns.map(([head]) => h("th", null, head)))), h("tbody", null, body));
 }
 

@@ -7,7 +7,7 @@ import { age, labels, num, presetSeconds, seconds } from "../format.js";
 import { link } from "../nav.js";
 import { badge, debounce, field, kv, load, PRESETS, section, select, table } from "../ui.js";
 
-export const ACTIVE_STATES = ["pending", "firing", "recovering", "nodata", "error"];
+const ACTIVE_STATES = ["pending", "firing", "recovering", "nodata", "error"];
 
 function healthCards(health) {
   const neededBy = {};
@@ -25,7 +25,7 @@ function healthCards(health) {
     cards.length ? h("div", { class: "hcards" }, cards) : h("p", { class: "muted" }, "No health checks configured.")];
 }
 
-export function alertRows(items) {
+function alertRows(items) {
   return table([
     ["severity", (a) => badge(a.severity)],
     ["rule", (a) => h("a", { href: link("alerts", { alert: a.fingerprint }) }, a.rule)],

@@ -10,7 +10,7 @@ import { badge, debounce, field, filters, kv, load, PRESETS, section, select, ta
 const nowNs = () => Date.now() * 1e6;
 
 /** Spans in tree order (parents before children, siblings by start) with their depth. */
-export function treeOrder(trace) {
+function treeOrder(trace) {
   const byId = new Map(trace.spans.map((s) => [s.span_id, s]));
   const ordered = [];
   const visit = (id, depth) => {

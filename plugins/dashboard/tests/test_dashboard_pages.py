@@ -164,3 +164,44 @@ def test_trace_search_by_service_operation_and_status(tab):
     expect(page.locator("#waterfall .span-row")).to_have_count(50)
     expect(page.locator(f'.span-row[data-span="{1032:016x}"] .spandetail')).to_contain_text("card declined")
     assert tab.errors == []
+
+
+def test_health_cards_show_status_and_dependencies(tab):
+    page = tab.open("/")
+    api = page.locator('.hcard[data-component="api"]')
+    expect(api).to_contain_text("healthy")
+    expect(api).to_contain_text("depends on db")
+    expect(page.locator('.hcard[data-component="db"]')).to_contain_text("needed by api")
+
+
+def test_a_failed_run_shows_its_steps_as_a_gantt_bar_with_the_traceback(tab, shop):
+    failed = shop.get("/api/v1/workflows/executions", status="failed")["items"][0]
+    page = tab.open(f"/ui/workflows?execution={failed['id']}")
+    expect(page.locator("#gantt .gantt-row")).to_have_count(1)
+    expect(page.locator('#gantt .gantt-row[data-step="extract"] .bar.ws-failed')).to_have_count(1)
+    expect(page.locator("pre.traceback")).to_contain_text("ValueError: disk full")
+    page.locator("main a", has_text="trace").first.click()
+    expect(page.locator("#waterfall .span-row")).to_have_count(2)
+    assert tab.errors == []
+
+
+def test_a_log_record_links_to_its_span_in_the_trace(tab):
+    page = tab.open("/ui/logs?q=refused")
+    page.locator("#log-list .logrow a.tolink", has_text="trace").first.click()
+    expect(page.locator(f'.span-row[data-span="{1034:016x}"] .spandetail')).to_contain_text("Logs (8)")
+    assert "/ui/traces?trace=" in page.url
+
+
+def test_dragging_across_a_chart_zooms_into_the_url(tab):
+    page = tab.open("/ui/metrics?metric=http_requests_total&agg=rate&range=1h")
+    over = page.locator("#metric-chart .u-over")
+    box = over.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + 20)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 20, steps=5)
+    page.mouse.up()
+    expect(page.locator("main")).to_contain_text("reset zoom")
+    assert "start=" in page.url and "end=" in page.url
+    page.locator("a", has_text="reset zoom").click()
+    expect(page.locator("main")).to_contain_text("Drag across the chart to zoom.")
+    assert tab.errors == []

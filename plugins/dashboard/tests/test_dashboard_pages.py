@@ -205,3 +205,23 @@ def test_dragging_across_a_chart_zooms_into_the_url(tab):
     page.locator("a", has_text="reset zoom").click()
     expect(page.locator("main")).to_contain_text("Drag across the chart to zoom.")
     assert tab.errors == []
+
+
+def test_after_a_dropped_socket_the_page_reconnects_with_its_cursor_and_catches_up(tab, shop):
+    sockets = []
+
+    def relay(ws) -> None:  # a pass-through, so the test can drop the connection
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    tab.page.route_web_socket("**/api/v1/ws*", relay)
+    page = tab.open("/ui/alerts?view=all")
+    page.wait_for_selector('body[data-topics~="alerts"]')
+    assert len(sockets) == 1 and "since=" not in sockets[0].url
+    page.evaluate("window.notReloaded = true")
+    sockets[0].close(code=1012, reason="restart")
+    shop.fire(dropped=700)
+    expect(page.locator("#live")).to_have_text("● live", timeout=10_000)
+    expect(page.locator("#alert-list")).to_contain_text('queue="dropped"', timeout=5000)
+    assert len(sockets) == 2 and "since=v1." in sockets[1].url
+    assert page.evaluate("window.notReloaded") is True

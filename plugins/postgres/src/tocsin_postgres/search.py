@@ -10,13 +10,15 @@ The planner picks between walking the primary key backwards, checking each row's
 `limit` matches (a common word), or the GIN index (a rare word), then sorting the few matches. Snippets are
 marked as FTS5 marks them (`tocsin_postgres.snippets`).
 
-`Page.total` is exact up to TOTAL_LIMIT matches and None beyond: the count stops there.
+`Page.total` is exact up to TOTAL_LIMIT matches and None beyond (or past COUNT_BUDGET_MS): the count stops
+there.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from psycopg import errors as pg_errors
 from tocsin_sql import ids, logkeys
 from tocsin_sql import logs as log_rows
 from tocsin_sql.paging import cursor_key, page
@@ -38,6 +40,8 @@ from tocsin_postgres.snippets import mark
 
 TOTAL_LIMIT = 1000
 """A search counts at most this many matches; past it `Page.total` is None ("more than 1000")."""
+COUNT_BUDGET_MS = 25
+"""A count taking longer is stopped, and the total is None, as SQLite's count budget does."""
 
 _ROW = ", ".join(f"l.{column.key}" for column in log_rows.COLUMNS)
 _FIELDS = ("service", "logger", "trace_id", "span_id", "execution_id", "step")
@@ -120,6 +124,19 @@ def _upper_id(db: PostgresDatabase, end_ns: int | None) -> int | None:
     return logkeys.id_range(None, end_ns, log_rows.spill(db)).hi
 
 
+def _count(db: PostgresDatabase, condition: str, args: list[Any]) -> int | None:
+    """Matches up to TOTAL_LIMIT (None past it, or past COUNT_BUDGET_MS of work), newest first: a common word is
+    counted from the newest rows by the primary key and stops at the limit, a rare one through the GIN index."""
+    statement = f"SELECT count(*) FROM (SELECT 1 FROM logs l WHERE {condition} ORDER BY l.id DESC LIMIT %s) s"
+    try:
+        with db.connection.transaction():
+            db.fetch("SELECT set_config('statement_timeout', %s, true)", (str(COUNT_BUDGET_MS),))
+            (count,) = db.fetch(statement, (*args, TOTAL_LIMIT + 1))[0]
+    except pg_errors.QueryCanceled:
+        return None
+    return None if count > TOTAL_LIMIT else count
+
+
 def run(db: PostgresDatabase, search: Search, end_ns: int | None) -> Page[LogHit]:
     """Run a planned search: the page (one more than `limit`, to know if there is more), then the total."""
     if search.empty:
@@ -139,10 +156,7 @@ def run(db: PostgresDatabase, search: Search, end_ns: int | None) -> Page[LogHit
     if search.before_id is None and len(rows) <= search.limit:
         total: int | None = len(rows)
     else:
-        condition = " AND ".join(where) or "TRUE"
-        (count,) = db.fetch(f"SELECT count(*) FROM (SELECT 1 FROM logs l WHERE {condition} LIMIT %s) s",
-                            (*args, TOTAL_LIMIT + 1))[0]
-        total = None if count > TOTAL_LIMIT else count
+        total = _count(db, " AND ".join(where) or "TRUE", args)
     parsed = search.parsed
     hits = []
     for row in rows:

@@ -9,16 +9,16 @@ through `to_tsvector`/`to_tsquery`, so no stemming or stop words change a token.
 
 Limits of tsvector, which FTS5 does not have: a token longer than 2046 bytes cannot be stored (it is left
 out of the index: such a word is not found), positions stop at 16383 (a phrase beyond the 16383rd word
-of one message may match loosely), and a token keeps at most 255 positions.
+of one message may match loosely), a token keeps at most 256 positions, and only a message's first 200,000
+characters are indexed (a tsvector holds at most 1 MB).
 """
 
 from __future__ import annotations
 
 from tocsin.ext import AllOf, AnyOf, Node, Not, Term, tokenize
 
-MAX_POSITION = 16383
-MAX_POSITIONS = 255
 MAX_TOKEN_BYTES = 2046
+MAX_INDEXED_CHARS = 200_000
 
 
 def _quote(token: str) -> str:
@@ -27,20 +27,18 @@ def _quote(token: str) -> str:
 
 
 def tsvector(message: str) -> str:
-    """The tsvector literal of a message: each distinct token with the positions (1-based) it stands at."""
-    positions: dict[str, list[int]] = {}
-    for index, token in enumerate(tokenize(message), 1):
-        found = positions.get(token)
-        if found is None:
-            positions[token] = [min(index, MAX_POSITION)]
-        elif len(found) < MAX_POSITIONS and found[-1] < MAX_POSITION:
-            found.append(min(index, MAX_POSITION))
-    return " ".join(
-        f"{_quote(token)}:{','.join(map(str, spots))}"
-        for token, spots in positions.items()
-        if token.isascii() or len(token.encode()) <= MAX_TOKEN_BYTES
-        if len(token) <= MAX_TOKEN_BYTES
-    )
+    """The tsvector literal of a message: each token with its position (1-based), in text order.
+
+    PostgreSQL's tsvector input merges repeated lexemes (their positions joined, at most 256 kept) and sets
+    positions past 16383 to 16383, so the literal lists every token as it comes; ASCII tokens (`[0-9a-z]+`)
+    need no quotes. Only the first MAX_INDEXED_CHARS characters are indexed (a tsvector holds at most 1 MB)."""
+    text = message[:MAX_INDEXED_CHARS]
+    tokens = tokenize(text)
+    if text.isascii():
+        return " ".join([f"{token}:{position}" for position, token in enumerate(tokens, 1)
+                         if len(token) <= MAX_TOKEN_BYTES])
+    return " ".join([f"{_quote(token)}:{position}" for position, token in enumerate(tokens, 1)
+                     if len(token.encode()) <= MAX_TOKEN_BYTES])
 
 
 def tsquery(node: Node) -> str:

@@ -6,6 +6,8 @@ batch writer (`tocsin.storage.batches`) applies these rules to a batch whose wri
 pays nothing (logs cut deep nesting when they are drained, with the same rule and count):
 
 - a lone surrogate becomes U+FFFD (reason `surrogate`);
+- a NUL character becomes U+FFFD (reason `nul`): PostgreSQL's text cannot hold it (SQLite can, and never
+  fails a write for one, so there it is only replaced when the batch failed for another value);
 - an int outside [-2**63, 2**64 - 1] inside attributes, labels or params becomes its decimal text (`big_int`);
 - nesting deeper than `MAX_DEPTH` levels is cut to a placeholder (`nesting`);
 - any other value becomes its repr (`repr`).
@@ -37,7 +39,10 @@ def sanitize(record: T, reasons: Counter[str]) -> T:
 
 
 def text(value: str, reasons: Counter[str]) -> str:
-    """A string with each lone surrogate replaced by U+FFFD (counted once per string)."""
+    """A string with each lone surrogate and each NUL replaced by U+FFFD (counted once per string and reason)."""
+    if "\x00" in value:
+        reasons["nul"] += 1
+        value = value.replace("\x00", "\ufffd")
     if value.isascii() or _SURROGATE.search(value) is None:
         return value
     reasons["surrogate"] += 1

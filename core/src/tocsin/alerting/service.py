@@ -221,9 +221,7 @@ class AlertingService:
             await self._reload(storage)
             index = SilenceIndex(await storage.list_silences(), now)
             cycle = await self.evaluator.cycle(storage, now, index)
-            for update in cycle.updates:
-                if update.changed:
-                    await self._save(storage, update, now)
+            await self._save_all(storage, [update for update in cycle.updates if update.changed], now)
             swept = self.external.sweep(list(self.evaluator.alerts.values()), now, index)
             for update in swept:
                 await self._save(storage, update, now)
@@ -305,7 +303,29 @@ class AlertingService:
         self.evaluator.alerts = loaded
 
     async def _save(self, storage: StorageBackend, update: Update, now_ns: int) -> None:
-        """Save an alert with its transitions and their deliveries in one call, then publish the transitions."""
+        """Save one alert with its transitions and their deliveries (see `_save_all`)."""
+        await self._save_all(storage, [update], now_ns)
+
+    async def _save_all(self, storage: StorageBackend, updates: Sequence[Update], now_ns: int) -> None:
+        """Route every update, save the router's grouping state once, then save each alert with its transitions
+        and their deliveries in one call and publish the transitions. Grouping state goes first, so a crash in
+        between leaves it ahead of the outbox, never behind."""
+        routed = [(update, self._route(update, now_ns)) for update in updates]
+        await self.router.persist(storage)
+        for update, deliveries in routed:
+            try:
+                await storage.save_alert(update.alert, update.transitions, deliveries)
+            except Exception as error:  # the next cycle re-reads storage and makes the change again
+                internal_log.warning("tocsin: saving alert %s failed: %r", update.alert.fingerprint, error)
+                self.evaluator.alerts.pop(update.alert.fingerprint, None)
+                continue
+            for transition in update.transitions:
+                notified = any(transition is sent for sent in update.notify)
+                self.monitor.emit(Event(topic="alerts", type=transition.to_state, time_ns=transition.time_ns,
+                                        data=event_data(update.alert, transition, notified=notified)))
+
+    def _route(self, update: Update, now_ns: int) -> list[Delivery]:
+        """The outbox deliveries of an update's notifying transitions."""
         deliveries: list[Delivery] = []
         for transition in update.notify:
             try:
@@ -313,17 +333,7 @@ class AlertingService:
             except Exception as error:  # a routing bug must not lose the state change
                 internal_log.warning("tocsin: routing %s of alert %s failed: %r", transition.to_state,
                                      update.alert.fingerprint, error)
-        await self.router.persist(storage)  # grouping state first: a crash in between leaves it ahead, not behind
-        try:
-            await storage.save_alert(update.alert, update.transitions, deliveries)
-        except Exception as error:  # the next cycle re-reads storage and makes the change again
-            internal_log.warning("tocsin: saving alert %s failed: %r", update.alert.fingerprint, error)
-            self.evaluator.alerts.pop(update.alert.fingerprint, None)
-            return
-        for transition in update.transitions:
-            notified = any(transition is sent for sent in update.notify)
-            self.monitor.emit(Event(topic="alerts", type=transition.to_state, time_ns=transition.time_ns,
-                                    data=event_data(update.alert, transition, notified=notified)))
+        return deliveries
 
     async def alerts(self, state: AlertState | Sequence[AlertState] | None = None, *, rule: str | None = None,
                      severity: Severity | None = None, limit: int | None = 100) -> list[Alert]:

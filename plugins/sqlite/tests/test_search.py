@@ -247,7 +247,6 @@ async def test_a_runaway_query_stops_at_the_deadline(tmp_path):
 
 def test_match_errors_from_sqlite_become_query_errors(backends, monkeypatch):
     sqlite_store, _ = backends
-    broken = search._Statement('message : ("disk" AND)', None, (), ())
-    monkeypatch.setattr(search, "_statement", lambda db, planned: broken)
+    monkeypatch.setattr(search, "_match", lambda db, planned: 'message : ("disk" AND)')
     with pytest.raises(QueryError, match="fts5"):
         run(sqlite_store.search_logs(LogQuery(text="disk")))

@@ -107,3 +107,23 @@ def test_a_memory_budget_becomes_a_count_from_the_measured_size():
     buffer.drain()
     big = approx_size({"message": "x" * 2000})
     assert big > 2000 and buffer.capacity < 1_000_000 // 100 and buffer.capacity >= 1_000_000 // big
+
+
+def test_buffer_size_is_a_memory_size_or_a_number_of_records_and_overflow_is_checked():
+    import pytest
+
+    from tocsin.assembly import load_config
+    from tocsin.errors import ConfigError
+
+    config = load_config({"logging": {"buffer_size": "1.5MiB", "overflow": "block"}, "tracing": {"buffer_size": 500}},
+                         environ={})
+    assert config.logging.buffer_size.bytes == 1_572_864 and config.logging.buffer_size.records is None
+    assert config.tracing.buffer_size.records == 500 and config.tracing.buffer_size.bytes is None
+    assert config.workflows.buffer_size.bytes == 32 * 2**20 and config.workflows.overflow == "drop"
+    with pytest.raises(ConfigError) as caught:
+        load_config({"logging": {"buffer_size": "64 megs", "overflow": "wait"}, "tracing": {"buffer_size": 0}},
+                    environ={})
+    message = str(caught.value)
+    assert "logging.buffer_size: expected a size like '64MiB'" in message and "'64 megs'" in message
+    assert "logging.overflow: expected one of drop|block, got 'wait'" in message
+    assert "tracing.buffer_size" in message and "got 0" in message

@@ -47,6 +47,9 @@ class RecordingRouter:
                          kind=kind, idempotency_key=f"{alert.fingerprint}-{alert.episode}", created_ns=now_ns,
                          next_attempt_ns=now_ns)]
 
+    async def refresh(self, storage) -> None:
+        """Nothing to read."""
+
     async def persist(self, storage) -> None:
         """Nothing to save."""
 

@@ -3,6 +3,8 @@ continues the group's timer and each alert's repeat mark from storage (virtual c
 
 from __future__ import annotations
 
+import asyncio
+
 import tocsin_sqlite
 
 from tocsin import Monitor
@@ -101,3 +103,63 @@ async def test_the_stored_state_is_what_the_router_holds(tmp_path):
             (*key, timer.first_ns, timer.last_ns)]
         assert sorted(m.fingerprint for m in state.members) == sorted(timer.firing)
         assert [(m.channel, m.episode, m.time_ns) for m in state.marks] == [("ops", 1, T0)]
+
+
+CLI_CONFIG = """
+[storage]
+backend = "sqlite"
+path = "{db}"
+
+[notifications]
+poll_interval = "1h"
+
+[[channels]]
+name = "ops"
+type = "log"
+group_wait = "10m"
+group_interval = "1h"
+
+[alerting]
+evaluation_interval = "1h"
+
+[[alerting.rules]]
+name = "queue-deep"
+metric = "depth"
+aggregate = "last"
+by = ["queue"]
+threshold = 10
+"""
+
+
+async def test_an_acknowledgement_from_another_process_is_timed_by_the_stored_group(tmp_path):
+    from click.testing import CliRunner
+
+    from tocsin.cli import cli
+
+    config = tmp_path / "tocsin.toml"
+    config.write_text(CLI_CONFIG.format(db=tmp_path / "t.db"))
+    async with Monitor.from_config(config) as leader:
+        leader.metrics.gauge("depth").set(50, queue="mail")
+        await leader.flush()
+        [alert] = (await leader.alerting.evaluate()).alerts  # fires: the group's first flush is 10 min away
+        [(key, timer)] = leader.notify.router.book.timers.items()
+        leader.pm.hook.register_commands(cli=cli)
+        result = await asyncio.to_thread(CliRunner().invoke, cli, ["alerts", "ack", alert.fingerprint, "--config",
+                                                                   str(config), "--by", "ann"], obj=leader.pm)
+        assert result.exit_code == 0, result.output
+        page = await leader.notify.deliveries(DeliveryQuery(channel="ops", limit=10))
+    due = {row.kind: row.next_attempt_ns for row in page.items}
+    # the command line's router read the leader's group from storage: the acknowledgement joins its first flush,
+    # rather than starting the group over 10 minutes after the command ran
+    assert due == {"firing": timer.first_ns, "acknowledged": timer.first_ns}
+    [group] = (await _stored_groups(tmp_path / "t.db"))
+    assert (group.channel, group.group_id, group.first_ns) == (*key, timer.first_ns)
+
+
+async def _stored_groups(path):
+    storage = tocsin_sqlite.SQLiteStorage(tocsin_sqlite.SQLiteStorage.Config(path=path))
+    await storage.open()
+    try:
+        return (await storage.load_group_state()).groups
+    finally:
+        await storage.close()

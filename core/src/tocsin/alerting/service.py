@@ -67,6 +67,9 @@ class Router(Protocol):
     def deliveries_for(self, alert: Alert, transition: AlertTransition, now_ns: int) -> list[Delivery]:
         """The deliveries to store with this transition (none: nobody is told)."""
 
+    async def refresh(self, storage: StorageBackend) -> None:
+        """Read the stored routing state first when this router is not the leader's (whose state is current)."""
+
     async def persist(self, storage: StorageBackend) -> None:
         """Save the routing state the last `deliveries_for` calls changed (group timers, repeat marks)."""
 
@@ -77,6 +80,9 @@ class NoRouter:
     def deliveries_for(self, alert: Alert, transition: AlertTransition, now_ns: int) -> list[Delivery]:
         """Nothing to deliver."""
         return []
+
+    async def refresh(self, storage: StorageBackend) -> None:
+        """No routing state to read."""
 
     async def persist(self, storage: StorageBackend) -> None:
         """No routing state to save."""
@@ -310,6 +316,8 @@ class AlertingService:
         """Route every update, save the router's grouping state once, then save each alert with its transitions
         and their deliveries in one call and publish the transitions. Grouping state goes first, so a crash in
         between leaves it ahead of the outbox, never behind."""
+        if any(update.notify for update in updates):
+            await self.router.refresh(storage)
         routed = [(update, self._route(update, now_ns)) for update in updates]
         await self.router.persist(storage)
         for update, deliveries in routed:

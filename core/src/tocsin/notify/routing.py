@@ -12,8 +12,9 @@ sends each group as one message. So a new group waits `group_wait`; later change
 that resolves before its group's first flush is never notified. `group_by` defaults to `["alertname"]` (one
 group per rule, as Grafana does; Alertmanager's empty default puts every alert of a route in one group);
 `["..."]` groups nothing. Timers and repeat marks are kept in storage too (`tocsin.notify.groups`): the
-alerting engine saves the router's changes (`persist`) before the transition that caused them, and a process
-that starts leading loads them (`restore`), so a restart continues each group and repeat schedule.
+alerting engine saves the router's changes (`persist`) before the transitions that caused them, a process
+that starts leading loads them (`restore`), and a router outside the leader reads them before it routes
+(`refresh`), so a restart continues each group and repeat schedule.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class Router:
         self.on_drop = on_drop
         self.pending: dict[str, int] = dict.fromkeys(self.routes, 0)
         self.book = GroupBook()
+        self.leading = False  # set while the notify service runs (this process leads): the book is current
 
     def channels_for(self, alert: Alert) -> list[str]:
         """The channels an alert may reach before per-channel filters: the rule's list, else every channel."""
@@ -241,6 +243,13 @@ class Router:
     async def restore(self, storage: StorageBackend) -> None:
         """Continue the stored groups and repeat marks (when this process starts leading)."""
         self.book.restore(await storage.load_group_state())
+
+    async def refresh(self, storage: StorageBackend) -> None:
+        """Before routing outside the leader (an acknowledgement from the command line, or through the API of a
+        follower): read the grouping state the leader keeps in storage. The leader's own router (`leading`)
+        holds it already."""
+        if not self.leading:
+            await self.restore(storage)
 
     def _leave_group(self, route: ChannelRoute, alert: Alert) -> None:
         self.book.leave((route.name, route.group(alert)[0]), alert.fingerprint)

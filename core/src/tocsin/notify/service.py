@@ -224,6 +224,7 @@ class NotifyService:
         dispatcher loop on the monitor's clock."""
         storage = self._storage()
         await self.router.restore(storage)
+        self.router.leading = True
         for name in self.channels:
             waiting = 0
             for state in ("pending", "sending"):
@@ -235,6 +236,7 @@ class NotifyService:
 
     async def stop(self) -> None:
         """Stop the loop, give sends in flight a few seconds, and close the channels."""
+        self.router.leading = False
         task, self._loop_task = self._loop_task, None
         if task is not None:
             task.cancel()

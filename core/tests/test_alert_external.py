@@ -25,6 +25,9 @@ class RecordingRouter:
         self.kinds.append(notification_kind(transition.to_state))
         return []
 
+    async def refresh(self, storage) -> None:
+        """Nothing to read."""
+
     async def persist(self, storage) -> None:
         """Nothing to save."""
 

@@ -26,6 +26,7 @@ CONFIG = """
     path = "{db}"
     [notifications]
     group_wait = "0s"
+    group_interval = "0s"  # news of a group is due at once (an ack waits for the next tick, as in process)
     poll_interval = "1h"
     [notifications.egress]
     allow = ["127.0.0.1"]

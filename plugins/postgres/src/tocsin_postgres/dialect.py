@@ -27,7 +27,7 @@ from tocsin_sql.logs import COLUMNS
 
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.fulltext import tsvector
-from tocsin_postgres.partitions import make_partitioned
+from tocsin_postgres.partitions import TSV_STATISTICS, make_partitioned
 
 TSV = "tsv"
 """The tsvector column of `logs`."""
@@ -92,3 +92,4 @@ class PostgresDialect(Dialect):
         make_partitioned(db)
         for statement in _EXTRAS:
             db.run(statement)
+        db.run(TSV_STATISTICS.format(table="logs"))

@@ -28,6 +28,10 @@ PARTITIONED = {"logs": "id", "metric_rollups": "start_ns"}
 """Partitioned tables and their partition keys."""
 AHEAD = 2
 """Windows created ahead of the current one."""
+TSV_STATISTICS = "ALTER TABLE {table} ALTER COLUMN tsv SET STATISTICS 1000"
+"""How closely ANALYZE samples the search vectors: with the default (100) a word found in a handful of rows is
+estimated at thousands, and the planner walks the whole primary key looking for the newest 100 of them; with
+1000 it reads the GIN index for rare words (0.2 ms instead of 300 ms at a million rows)."""
 
 
 def key_of(table: str, time_ns: int) -> int:
@@ -76,6 +80,8 @@ def ensure(db: PostgresDatabase, now_ns: int, width_s: int) -> list[str]:
             try:
                 with db.connection.transaction():
                     db.run(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM ({lo}) TO ({hi})")
+                    if table == "logs":
+                        db.run(TSV_STATISTICS.format(table=name))
             except pg_errors.CheckViolation:  # rows of this window already wait in the default partition
                 continue
             created.append(name)

@@ -407,7 +407,13 @@ def test_the_harness_reads_console_blocks_as_documented():
     assert commands_of("$ cat <<'EOF'\n$ x\nEOF\nshown")[0].text == "cat <<'EOF'\n$ x\nEOF"
 
 
+def _too_long(signum: int, frame: object) -> None:
+    pytest.fail(f"the page ran longer than {PAGE_TIMEOUT_S - 30:g} s")
+
+
 if __name__ == "__main__":  # one page, as `page_runs` starts it: python tests/test_docs.py PAGE DIRECTORY
+    signal.signal(signal.SIGALRM, _too_long)  # fail (and clean up the shell and servers) before being killed
+    signal.alarm(int(PAGE_TIMEOUT_S - 30))
     try:
         run_page(sys.argv[1], Path(sys.argv[2]))
     except pytest.fail.Exception as failure:

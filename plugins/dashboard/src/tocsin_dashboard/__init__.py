@@ -12,7 +12,7 @@ from tocsin import hookimpl
 from tocsin_dashboard.routes import HANDLERS
 
 
-@hookimpl
+@hookimpl(optionalhook=True)  # the hook is tocsin-api's: without it installed the plugin still loads
 def register_routes(monitor: Any) -> list[Any]:
     """The dashboard's public page shell and static assets (data comes from the API, behind its keys)."""
     return list(HANDLERS)

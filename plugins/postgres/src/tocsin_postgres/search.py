@@ -39,7 +39,7 @@ from tocsin_postgres.snippets import mark
 
 TOTAL_LIMIT = 1000
 """A search counts at most this many matches; past it `Page.total` is None ("more than 1000")."""
-ESTIMATE_LIMIT = 10 * TOTAL_LIMIT
+ESTIMATE_LIMIT = 2 * TOTAL_LIMIT
 """Above this many estimated matches (the planner's, from the tsvector statistics) the total is None uncounted."""
 COUNT_BUDGET_MS = 25
 """A count taking longer is stopped, and the total is None, as SQLite's count budget does (a safety net: at a
@@ -128,8 +128,8 @@ def _upper_id(db: PostgresDatabase, end_ns: int | None) -> int | None:
 
 def _count(db: PostgresDatabase, condition: str, args: list[Any]) -> int | None:
     """Matches up to TOTAL_LIMIT (None past it, or past COUNT_BUDGET_MS), newest first: a rare word is counted
-    through the GIN index; a word the planner expects in over ESTIMATE_LIMIT rows is not counted at all (it
-    would read ~6,000 rows at a million to find 1001 matches of a word in 17% of them, 5 ms for nothing)."""
+    through the GIN index; a search the planner expects to match over ESTIMATE_LIMIT rows is not counted at all
+    (at a million rows, finding 1001 matches of a word in 17% of them reads ~6,000 rows: 5 ms for nothing)."""
     (plan,) = db.fetch(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM logs l WHERE {condition}", args)[0]
     if plan[0]["Plan"]["Plan Rows"] > ESTIMATE_LIMIT:
         return None  # the planner's statistics say far more than TOTAL_LIMIT: counting would only confirm it

@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import click
-from tocsin_sql.transfer import TABLES, SqlTransfer
 
 from tocsin import Monitor
 from tocsin.ext import StorageError
@@ -30,6 +29,8 @@ def _backend(config_path: str, role: str) -> Any:
     path = getattr(options, "path", None)
     if role == "source" and isinstance(path, str) and not os.path.exists(path):
         raise click.ClickException(f"the source store {os.path.abspath(path)} does not exist")
+    from tocsin_sql.transfer import SqlTransfer  # SQLAlchemy: only when the command runs, not at every CLI start
+
     backend = cls(options)
     if not isinstance(backend, SqlTransfer):
         raise click.ClickException(f"the {role} storage is {name!r}: storage copy works between SQL backends "
@@ -39,6 +40,8 @@ def _backend(config_path: str, role: str) -> Any:
 
 async def copy_store(source: Any, target: Any, say: Any = print) -> dict[str, int]:
     """Copy every table of `source` into the empty `target` (both open); rows copied per table."""
+    from tocsin_sql.transfer import TABLES
+
     stats = await target.stats()
     if any(stats.rows.values()):
         held = ", ".join(f"{table} {rows:,}" for table, rows in stats.rows.items() if rows)

@@ -65,8 +65,8 @@ class Reference:
     """The same schema, written with nothing but psycopg COPY and read with the same tsquery."""
 
     def __init__(self, schema: str) -> None:
-        self.connection = psycopg.connect(DSN, autocommit=True,
-                                          options=f"-c search_path={schema} -c plan_cache_mode=force_custom_plan")
+        self.connection = psycopg.connect(DSN, autocommit=True, prepare_threshold=None,  # planned per query
+                                          options=f"-c search_path={schema}")
         self.top: int | None = None
 
     def keyed(self, rows: list[tuple]) -> list[tuple]:

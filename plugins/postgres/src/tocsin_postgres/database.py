@@ -32,6 +32,12 @@ class PostgresDatabase(Database):
         cursor = self.connection.execute(sql, args)
         return cursor.fetchall() if cursor.description is not None else []
 
+    def fetch_planned(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run a query planned for these very arguments, never prepared: psycopg prepares a statement after a few
+        runs, and a prepared statement's generic plan cannot see how rare a searched word is (it would walk the
+        whole primary key looking for a word found nowhere)."""
+        return self.connection.execute(sql, args, prepare=False).fetchall()
+
     def execute(self, sql: str, args: Sequence[Any]) -> int:
         """Run a statement; rows changed."""
         return self.connection.execute(sql, args).rowcount

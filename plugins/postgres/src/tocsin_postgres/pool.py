@@ -56,9 +56,6 @@ def connection_options(config: PostgresConfig) -> dict[str, Any]:
         "statement_timeout": f"{round(float(config.query_timeout) * 1000)}",
         "lock_timeout": f"{round(float(config.lock_timeout) * 1000)}",
         "application_name": f"tocsin:{config.schema}",  # what pg_stat_activity shows
-        # Statements are prepared after a few runs (psycopg), and a prepared statement's generic plan cannot see
-        # how rare a searched word is: it would walk the whole primary key for a word found nowhere.
-        "plan_cache_mode": "force_custom_plan",
     }
     return {
         "autocommit": True,

@@ -130,14 +130,14 @@ def _count(db: PostgresDatabase, condition: str, args: list[Any]) -> int | None:
     """Matches up to TOTAL_LIMIT (None past it, or past COUNT_BUDGET_MS), newest first: a rare word is counted
     through the GIN index; a search the planner expects to match over ESTIMATE_LIMIT rows is not counted at all
     (at a million rows, finding 1001 matches of a word in 17% of them reads ~6,000 rows: 5 ms for nothing)."""
-    (plan,) = db.fetch(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM logs l WHERE {condition}", args)[0]
+    (plan,) = db.fetch_planned(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM logs l WHERE {condition}", args)[0]
     if plan[0]["Plan"]["Plan Rows"] > ESTIMATE_LIMIT:
         return None  # the planner's statistics say far more than TOTAL_LIMIT: counting would only confirm it
     statement = f"SELECT count(*) FROM (SELECT 1 FROM logs l WHERE {condition} ORDER BY l.id DESC LIMIT %s) s"
     try:
         with db.connection.transaction():
             db.fetch("SELECT set_config('statement_timeout', %s, true)", (str(COUNT_BUDGET_MS),))
-            (count,) = db.fetch(statement, (*args, TOTAL_LIMIT + 1))[0]
+            (count,) = db.fetch_planned(statement, (*args, TOTAL_LIMIT + 1))[0]
     except pg_errors.QueryCanceled:
         return None
     return None if count > TOTAL_LIMIT else count
@@ -157,8 +157,8 @@ def run(db: PostgresDatabase, search: Search, end_ns: int | None) -> Page[LogHit
         paged_where.append("l.id < %s")
         paged_args.append(search.before_id)
     condition = " AND ".join(paged_where) or "TRUE"
-    rows = db.fetch(f"SELECT {_ROW} FROM logs l WHERE {condition} ORDER BY l.id DESC LIMIT %s",
-                    (*paged_args, search.limit + 1))
+    rows = db.fetch_planned(f"SELECT {_ROW} FROM logs l WHERE {condition} ORDER BY l.id DESC LIMIT %s",
+                            (*paged_args, search.limit + 1))
     if search.before_id is None and len(rows) <= search.limit:
         total: int | None = len(rows)
     else:

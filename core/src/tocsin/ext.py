@@ -9,7 +9,8 @@ else in the core may move between releases; these names stay. docs/plugin-hooks.
 - channel building blocks: the channel base class, verdicts, rate limits, the egress guard, redaction,
   routing labels and the notification templates;
 - health check building blocks: the check base class and its outcome;
-- config value types: `Duration`, `Secret`, `Port`; the narrow `Runtime` a service or plugin is given.
+- config value types: `Duration`, `Secret`, `Port`; the narrow `Runtime` a service or plugin is given;
+- commands: `LazyCommand`, a command imported only when it runs.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ from tocsin.notify.templates import (
     context_for,
     current_render,
 )
-from tocsin.plugins import PluginInfo, describe_plugins
+from tocsin.plugins import LazyCommand, PluginInfo, describe_plugins
 from tocsin.runtime import Runtime
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.batches import WriteOutcome
@@ -149,6 +150,7 @@ __all__ = [
     "HealthStatus",
     "LabelMatcher",
     "LabelPredicate",
+    "LazyCommand",
     "LogHit",
     "LogLevel",
     "LogQuery",

@@ -4,7 +4,8 @@ Built-in features are plugins too, listed in DEFAULT_PLUGINS and always loaded. 
 declare `[project.entry-points.tocsin]`; `TOCSIN_LOAD_PLUGINS` narrows them to a comma-separated list
 of distribution names (`tocsin-slack`) or entry-point names (`slack`), as `tocsin plugins` shows them
 (empty: none). A plugin that fails to import is reported in one line naming its distribution and version,
-and the others still load.
+and the others still load. Every command start loads them all, so a plugin adds a heavy command as a
+`LazyCommand`, imported only when it runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import click
 import msgspec
 import pluggy
 
@@ -336,3 +338,35 @@ async def await_me_maybe(value: Any) -> Any:
     if inspect.isawaitable(value):
         value = await value
     return value
+
+
+# -- Commands --------------------------------------------------------------------------------------
+
+
+class LazyCommand(click.Command):
+    """Stands in for the click command (or group) at `target` ("module:attribute") until it is run.
+
+    `tocsin --help` lists it with `summary` (give the real command's first docstring line, and the listing is
+    unchanged) without importing anything; `tocsin NAME ...`, its `--help` and shell completion import the
+    target and hand over to it.
+    """
+
+    def __init__(self, name: str, target: str, summary: str, *, hidden: bool = False) -> None:
+        module, _, attribute = target.partition(":")
+        if not module or not attribute:
+            raise ValueError(f"LazyCommand target {target!r} must be 'module:attribute'")
+        super().__init__(name, help=summary, hidden=hidden, add_help_option=False)
+        self.target = target
+
+    def load(self) -> click.Command:
+        """Import the real command (once: Python caches the module)."""
+        module, _, attribute = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"LazyCommand target {self.target!r} is not a click command")
+        return command
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        """Parse `args` with the real command: its context, and so its `invoke`, take over from here."""
+        return self.load().make_context(info_name, args, parent=parent, **extra)

@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-
-import httpx
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from tocsin.errors import EgressDenied
+
+if TYPE_CHECKING:  # httpx is imported when a URL is checked or a client built, not when tocsin starts
+    import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -85,6 +87,8 @@ class EgressGuard:
 
     def check_url(self, url: str | httpx.URL) -> httpx.URL:
         """Check what can be checked without DNS (scheme, host, a literal address); raise EgressDenied."""
+        import httpx
+
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as error:
@@ -103,6 +107,8 @@ class EgressGuard:
 
     async def resolve(self, url: httpx.URL) -> str:
         """The vetted address to connect to for `url`; EgressDenied if any address of its host is refused."""
+        import httpx
+
         url = self.check_url(url)
         host = url.host
         try:
@@ -124,66 +130,15 @@ class EgressGuard:
 
     def client(self, timeout_s: float | None = None) -> httpx.AsyncClient:
         """An httpx client whose every request passes this guard; no redirects, no proxies from the environment."""
+        import httpx
+
+        from tocsin.notify.transport import GuardedTransport
+
         timeout = httpx.Timeout(None if timeout_s is None else timeout_s + 5.0)
-        return httpx.AsyncClient(
-            transport=GuardedTransport(self, self.transport), follow_redirects=False, trust_env=False, timeout=timeout
-        )
+        transport = GuardedTransport(self.resolve, self.max_response_bytes, self.transport)
+        return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, timeout=timeout)
 
 
 def _refusal(host: str, address: IPAddress) -> str:
     return (f"refusing to connect to {host}: {address} is not a public address; "
             "list it in [notifications.egress] allow to permit it")
-
-
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that vets each request with the guard, pins the address and caps the response."""
-
-    def __init__(self, guard: EgressGuard, inner: httpx.AsyncBaseTransport | None = None) -> None:
-        self.guard = guard
-        self.inner = inner or httpx.AsyncHTTPTransport(trust_env=False)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Resolve and check the host, connect to the vetted address, and wrap the body in a byte cap."""
-        host = request.url.host
-        address = await self.guard.resolve(request.url)
-        extensions = request.extensions
-        if address != host and request.url.scheme == "https":
-            extensions = {**extensions, "sni_hostname": host}
-        forwarded = httpx.Request(request.method, request.url.copy_with(host=address), headers=request.headers,
-                                  stream=request.stream, extensions=extensions)
-        response = await self.inner.handle_async_request(forwarded)
-        # httpx logs request.url at INFO once this returns: cut it to scheme://host/... (webhook paths are tokens)
-        request.url = request.url.copy_with(path="/..." if request.url.path != "/" else "/", query=None)
-        stream = response.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        return httpx.Response(
-            status_code=response.status_code,
-            headers=response.headers,
-            stream=CappedStream(stream, self.guard.max_response_bytes),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        """Close the inner transport's connections."""
-        await self.inner.aclose()
-
-
-class CappedStream(httpx.AsyncByteStream):
-    """A response body that stops after `limit` bytes (the rest is never read) and closes the connection."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, limit: int) -> None:
-        self.inner = inner
-        self.limit = limit
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        left = self.limit
-        async for chunk in self.inner:
-            if len(chunk) >= left:
-                yield chunk[:left]
-                break
-            left -= len(chunk)
-            yield chunk
-
-    async def aclose(self) -> None:
-        """Close the underlying stream (and so the connection when it was cut short)."""
-        await self.inner.aclose()

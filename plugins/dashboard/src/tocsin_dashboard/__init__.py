@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from tocsin import hookimpl
-from tocsin_dashboard.routes import HANDLERS
 
 
 @hookimpl(optionalhook=True)  # the hook is tocsin-api's: without it installed the plugin still loads
 def register_routes(monitor: Any) -> list[Any]:
     """The dashboard's public page shell and static assets (data comes from the API, behind its keys)."""
+    from tocsin_dashboard.routes import HANDLERS  # Litestar is imported only where routes are served
+
     return list(HANDLERS)

@@ -9,20 +9,35 @@ mapping to tocsin's spans, logs and metric rollups is in docs/interop.md.
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING, Any
 
-from tocsin import Monitor, hookimpl
+from tocsin import hookimpl
 from tocsin_otlp.errors import ExportRefused
-from tocsin_otlp.receiver import Export, Receiver
 from tocsin_otlp.settings import Settings
+
+if TYPE_CHECKING:
+    from tocsin import Monitor
+    from tocsin_otlp.receiver import Export, Receiver
 
 __all__ = ["Export", "ExportRefused", "Receiver", "Settings", "ingest", "receiver_for"]
 
 _receivers: weakref.WeakKeyDictionary[Monitor, Receiver] = weakref.WeakKeyDictionary()
 
 
+def __getattr__(name: str) -> Any:
+    """`Export` and `Receiver`, imported on first use so loading the plugin does not import protobuf."""
+    if name in ("Export", "Receiver"):
+        from tocsin_otlp import receiver
+
+        return getattr(receiver, name)
+    raise AttributeError(f"module 'tocsin_otlp' has no attribute {name!r}")
+
+
 def receiver_for(monitor: Monitor) -> Receiver:
     """The monitor's one receiver (made on first use with `[plugins.otlp]`), so cumulative metrics are tracked
     once whether they come over HTTP or in process."""
+    from tocsin_otlp.receiver import Receiver
+
     receiver = _receivers.get(monitor)
     if receiver is None:
         settings = monitor.config.plugins.get("otlp")

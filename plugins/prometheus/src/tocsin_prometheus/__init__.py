@@ -8,13 +8,15 @@ same exposition as bytes. Settings: `[plugins.prometheus]` (tocsin_prometheus.co
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tocsin import Monitor, hookimpl
+from tocsin import hookimpl
 from tocsin_prometheus.config import Settings, settings_of
 from tocsin_prometheus.exposition import exposition
-from tocsin_prometheus.routes import handlers
 from tocsin_prometheus.text import OPENMETRICS_1_0_0, TEXT_0_0_4, negotiate
+
+if TYPE_CHECKING:
+    from tocsin import Monitor
 
 __all__ = ["OPENMETRICS_1_0_0", "TEXT_0_0_4", "Settings", "exposition", "negotiate"]
 
@@ -28,4 +30,6 @@ def register_config(register: Any) -> None:
 @hookimpl(optionalhook=True)  # the hook is tocsin-api's: without it the plugin still loads (exposition() works)
 def register_routes(monitor: Monitor) -> list[Any]:
     """`GET /metrics`, `POST /api/v2/alerts`, `GET /api/v2/status`."""
+    from tocsin_prometheus.routes import handlers  # Litestar is imported only where routes are served
+
     return handlers(monitor, settings_of(monitor.config.plugins))

@@ -11,11 +11,14 @@ Storage size needs a storage read, so the synchronous `exposition` includes it o
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from tocsin import Monitor
 from tocsin.ext import StorageStats
 from tocsin_prometheus.families import instrument_families, live_families, without_clashes
 from tocsin_prometheus.text import render
+
+if TYPE_CHECKING:
+    from tocsin import Monitor
 
 
 def exposition(monitor: Monitor, openmetrics: bool = False, stats: StorageStats | None = None) -> bytes:

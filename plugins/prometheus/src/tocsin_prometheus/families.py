@@ -16,10 +16,13 @@ Scrape-time gauges: buffer fill and capacity, whether this process leads, and th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from tocsin import Monitor
 from tocsin.ext import StorageStats
 from tocsin_prometheus.text import Family, Sample
+
+if TYPE_CHECKING:
+    from tocsin import Monitor
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 UNITS = {"s": "seconds", "seconds": "seconds", "ms": "milliseconds", "By": "bytes", "bytes": "bytes",

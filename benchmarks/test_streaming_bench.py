@@ -108,7 +108,7 @@ def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
         loop.run_until_complete(workload.until(HISTORY_S))
 
         def cycle(streaming: bool, now: int) -> tuple[float, set[str]]:
-            alerting.windows.enabled = streaming
+            alerting.streaming = streaming
             started = time.perf_counter()
             report = loop.run_until_complete(alerting.evaluate(now))
             assert not report.failed_rules

@@ -357,6 +357,8 @@ class Monitor:
         rollups = self.metrics.collect() if self.config.metrics.enabled else []
         self.alerting.windows.observe(rollups)
         await self._write("metrics", rollups, self._storage().write_metrics, force=force)
+        await self.alerting.writers.announce(self._storage(), rollups, leader=self.is_leader,
+                                             now_ns=self.clock.now_ns())
 
     def _storage(self) -> StorageBackend:
         if self.storage is None:
@@ -388,6 +390,7 @@ class Monitor:
         outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
         if signal == "metrics" and outcome.written:
             self.alerting.windows.observe(records)
+            await self.alerting.writers.announce(storage, records, leader=self.is_leader, now_ns=self.clock.now_ns())
         report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
         if outcome.kept:
             raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")

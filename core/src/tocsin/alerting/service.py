@@ -48,6 +48,7 @@ from tocsin.alerting.state import (
     resolve_by_hand,
 )
 from tocsin.alerting.windows import MetricWindows
+from tocsin.alerting.writers import SharedWriters
 from tocsin.config.schema import RuleConfig
 from tocsin.errors import ConfigError, ConfigProblem, QueryError, TocsinError
 from tocsin.models import Alert, AlertState, AlertTransition, Delivery, Event, LabelMatcher, Severity, Silence
@@ -125,7 +126,9 @@ class AlertingService:
         self.evaluator = Evaluator(self.settings, on_timing=self._record_timing, inhibitor=self._health_inhibitor)
         self.windows = MetricWindows(monitor.metrics.declares, lambda: monitor.metrics.interval_start_ns)
         """Metric rules answered from the rollups this process flushes (`[alerting] streaming`)."""
-        self.windows.enabled = cfg.streaming
+        self.streaming = cfg.streaming
+        self.writers = SharedWriters(ttl_s=max(60.0, 3 * float(monitor.config.metrics.flush_interval)))
+        """Other processes writing metrics into the store turn streaming off while they do."""
         self.evaluator.windows = self.windows
         self._channels = {channel.name for channel in monitor.config.channels}
         self.external = ExternalAlerts()
@@ -226,6 +229,7 @@ class AlertingService:
                 self.evaluator.archive = StorageArchive(storage)
             await self._reload(storage)
             index = SilenceIndex(await storage.list_silences(), now)
+            self.windows.enabled = self.streaming and not await self.writers.others(storage, now)
             cycle = await self.evaluator.cycle(storage, now, index)
             await self._save_all(storage, [update for update in cycle.updates if update.changed], now)
             swept = self.external.sweep(list(self.evaluator.alerts.values()), now, index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tocsin import hookimpl
+from tocsin.ext import LazyCommand
 from tocsin_postgres.storage import PostgresStorage
 
 __all__ = ["PostgresStorage", "register_commands", "register_storage_backends"]
@@ -16,7 +17,6 @@ def register_storage_backends(register):
 
 @hookimpl
 def register_commands(cli):
-    """Provide `tocsin storage copy` (from one backend to another)."""
-    from tocsin_postgres.copy_command import storage
-
-    cli.add_command(storage)
+    """Provide `tocsin storage copy` (from one backend to another), imported only when it runs."""
+    cli.add_command(LazyCommand("storage", "tocsin_postgres.copy_command:storage",
+                                "Work on a config's storage as a whole."))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sized
 
-from tocsin.errors import TocsinError
 from tocsin.storage.lease import holder_id
 from tocsin.storage.protocol import StorageBackend
 
@@ -35,7 +34,7 @@ class SharedWriters:
         try:
             if await storage.acquire_lease(WRITERS_LEASE, self._holder, self.ttl_s, now_ns):
                 self._next_ns = now_ns + round(self.ttl_s / 3 * 1e9)
-        except TocsinError:  # the metrics are written; the flag is tried again at the next write
+        except Exception:  # the metrics are written; the flag is tried again at the next write
             return
 
     async def others(self, storage: StorageBackend, now_ns: int) -> bool:
@@ -47,6 +46,6 @@ class SharedWriters:
             if await storage.acquire_lease(WRITERS_LEASE, self._holder, self.ttl_s, now_ns):
                 await storage.release_lease(WRITERS_LEASE, self._holder)
                 return False
-        except TocsinError:
+        except Exception:  # the store cannot say: storage answers this cycle
             pass
         return True

@@ -15,26 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tocsin_sql import alerts, groups, health, leases, logs, metrics, migrations, outbox, traces, workflows
+from tocsin_sql import groups, health, leases, logs, metrics, migrations, traces
 from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
+from tocsin_sql.records import SqlRecords
 from tocsin_sql.retention import Sweep
 from tocsin_sql.schema import ROW_COUNTED
 from tocsin_sql.transfer import SqlTransfer
 
 from tocsin.ext import (
     RETENTION_SIGNALS,
-    Alert,
-    AlertQuery,
-    AlertTransition,
-    Delivery,
-    DeliveryAttempt,
-    DeliveryQuery,
-    DeliveryState,
-    ExecutionQuery,
     GroupState,
     HealthResult,
-    HealthStatus,
     LogHit,
     LogQuery,
     LogRecord,
@@ -44,13 +36,10 @@ from tocsin.ext import (
     Page,
     Retention,
     SeriesPoints,
-    Silence,
     Span,
     SpanQuery,
     StorageError,
     StorageStats,
-    WorkflowExecution,
-    WorkflowStep,
     check_lease,
     check_query,
     check_query_values,
@@ -68,7 +57,7 @@ from tocsin_sqlite.workers import Pool
 _SYNCHRONOUS = {"normal": "NORMAL", "strict": "FULL"}
 
 
-class SQLiteBackend(SQLiteStorage, SqlTransfer):
+class SQLiteBackend(SQLiteStorage, SqlTransfer, SqlRecords):
     """Every signal in one SQLite file (WAL, FTS5 log search): what `SQLiteStorage(config)` builds."""
 
     def __init__(self, config: SQLiteConfig | None = None) -> None:
@@ -213,129 +202,6 @@ class SQLiteBackend(SQLiteStorage, SqlTransfer):
         """Logs matching the query, newest first, with a total (None past search.TOTAL_LIMIT matches)."""
         planned = search.plan(query)
         return await self._read(lambda db: search.run(db, planned), "search logs")
-
-    # -- alerts and silences ----------------------------------------------------------------------------------
-    async def save_alert(
-        self,
-        alert: Alert,
-        transitions: Sequence[AlertTransition] = (),
-        deliveries: Sequence[Delivery] = (),
-    ) -> None:
-        """Upsert an alert with its new transitions and outbox deliveries in one transaction."""
-        row = alerts.encode_alert(alert)
-        changes = [alerts.encode_transition(transition) for transition in transitions]
-        queued = [outbox.encode_delivery(delivery) for delivery in deliveries]
-
-        def job(db: SQLiteDatabase) -> None:
-            alerts.save_alert(db, row, changes)
-            outbox.enqueue(db, queued)
-
-        await self._write(job, f"save alert {alert.fingerprint!r}")
-
-    async def get_alert(self, fingerprint: str) -> Alert | None:
-        """One alert by fingerprint."""
-        return await self._read(lambda db: alerts.get_alert(db, fingerprint), "read an alert")
-
-    async def list_alerts(self, query: AlertQuery) -> Page[Alert]:
-        """Alerts matching the query, most recently updated first."""
-        check_query_values(query)
-        matches = compile_matchers(query.matchers)
-        return await self._read(lambda db: alerts.list_alerts(db, query, matches), "list alerts")
-
-    async def alert_history(self, fingerprint: str, limit: int = 100) -> list[AlertTransition]:
-        """An alert's transitions, oldest first (the last `limit`)."""
-        return await self._read(lambda db: alerts.alert_history(db, fingerprint, limit), "read alert history")
-
-    async def transitions_between(self, start_ns: int, end_ns: int) -> list[AlertTransition]:
-        """Every transition of every alert in [start_ns, end_ns), oldest first."""
-        return await self._read(lambda db: alerts.transitions_between(db, start_ns, end_ns), "read transitions")
-
-    async def save_silence(self, silence: Silence) -> None:
-        """Create or replace a silence by id."""
-        row = alerts.encode_silence(silence)
-        await self._write(lambda db: alerts.save_silence(db, row), f"save silence {silence.id!r}")
-
-    async def list_silences(self, active_at_ns: int | None = None) -> list[Silence]:
-        """Every silence (expired ones too), or only those active at a time; by start."""
-        return await self._read(lambda db: alerts.list_silences(db, active_at_ns), "list silences")
-
-    async def delete_silence(self, silence_id: str) -> bool:
-        """Remove a silence; False when there was none."""
-        return await self._write(lambda db: alerts.delete_silence(db, silence_id), f"delete silence {silence_id!r}")
-
-    # -- notification outbox -------------------------------------------------------------------------------
-    async def enqueue_deliveries(self, deliveries: Sequence[Delivery]) -> None:
-        """Add deliveries to the outbox; an id already there is kept as it is."""
-        rows = [outbox.encode_delivery(delivery) for delivery in deliveries]
-        if rows:
-            await self._write(lambda db: outbox.enqueue(db, rows), f"enqueue {len(rows)} deliveries")
-
-    async def claim_deliveries(self, now_ns: int, limit: int, lease_s: float) -> list[Delivery]:
-        """Take up to `limit` due deliveries, oldest first, and lease them (one write transaction)."""
-        return await self._write(lambda db: outbox.claim(db, now_ns, limit, lease_s), "claim deliveries")
-
-    async def record_attempt(
-        self, attempt: DeliveryAttempt, state: DeliveryState, next_attempt_ns: int | None = None
-    ) -> None:
-        """Log an attempt and move its delivery to `state`."""
-        await self._write(
-            lambda db: outbox.record_attempt(db, attempt, state, next_attempt_ns),
-            f"record an attempt of delivery {attempt.delivery_id!r}",
-        )
-
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        """One delivery by id."""
-        return await self._read(lambda db: outbox.get_delivery(db, delivery_id), "read a delivery")
-
-    async def list_deliveries(self, query: DeliveryQuery) -> Page[Delivery]:
-        """Outbox entries, newest first."""
-        check_query_values(query)
-        return await self._read(lambda db: outbox.list_deliveries(db, query), "list deliveries")
-
-    async def list_attempts(self, delivery_id: str) -> list[DeliveryAttempt]:
-        """Every attempt of one delivery, oldest first."""
-        return await self._read(lambda db: outbox.list_attempts(db, delivery_id), "list delivery attempts")
-
-    # -- health -----------------------------------------------------------------------------------------------
-    async def health_history(
-        self,
-        component: str,
-        start_ns: int | None = None,
-        end_ns: int | None = None,
-        limit: int = 100,
-        status: HealthStatus | None = None,
-    ) -> list[HealthResult]:
-        """A component's results, newest first."""
-        return await self._read(
-            lambda db: health.history(db, component, start_ns, end_ns, limit, status), "read health history"
-        )
-
-    # -- workflows --------------------------------------------------------------------------------------------
-    async def save_execution(self, execution: WorkflowExecution) -> None:
-        """Create or replace an execution by id."""
-        row = workflows.encode_execution(execution)
-        await self._write(lambda db: workflows.save_execution(db, row), f"save execution {execution.id!r}")
-
-    async def save_step(self, step: WorkflowStep) -> None:
-        """Create or replace a step by (execution_id, name, started_ns)."""
-        row = workflows.encode_step(step)
-        await self._write(lambda db: workflows.save_step(db, row), f"save step {step.name!r}")
-
-    async def write_workflows(self, executions: Sequence[WorkflowExecution], steps: Sequence[WorkflowStep]) -> None:
-        """Create or replace a batch of executions and steps in one transaction; later ones win."""
-        if executions or steps:
-            encoded = [workflows.encode_execution(e) for e in executions], [workflows.encode_step(s) for s in steps]
-            await self._write(lambda db: workflows.write(db, *encoded),
-                              f"write {len(executions)} executions and {len(steps)} steps")
-
-    async def get_execution(self, execution_id: str) -> tuple[WorkflowExecution, list[WorkflowStep]] | None:
-        """An execution with its steps ordered by start."""
-        return await self._read(lambda db: workflows.get_execution(db, execution_id), "read an execution")
-
-    async def list_executions(self, query: ExecutionQuery) -> Page[WorkflowExecution]:
-        """Executions matching the query, newest first."""
-        check_query_values(query)
-        return await self._read(lambda db: workflows.list_executions(db, query), "list executions")
 
     # -- housekeeping -------------------------------------------------------------------------------------
     async def sweep(self, retention: Retention, now_ns: int) -> dict[str, int]:

@@ -1,5 +1,6 @@
-"""The storage protocol methods both SQL backends answer the same way: alerts, silences, the notification outbox,
-health history and workflows, each one statement module call inside the backend's read or write transaction.
+"""The storage protocol methods both SQL backends answer the same way: health results, metric and trace queries,
+alerts, silences, the notification outbox and workflows, each one statement module call inside the backend's
+read or write transaction.
 
 A backend mixes `SqlRecords` in and provides `_read(job, doing)` and `_write(job, doing)`, which run
 `job(db)` on one of its connections (a read snapshot or a write transaction) and name the work in errors.
@@ -21,24 +22,58 @@ from tocsin.ext import (
     ExecutionQuery,
     HealthResult,
     HealthStatus,
+    MetricInfo,
+    MetricQuery,
     Page,
+    SeriesPoints,
     Silence,
+    Span,
+    SpanQuery,
     WorkflowExecution,
     WorkflowStep,
+    check_query,
     check_query_values,
     compile_matchers,
 )
-from tocsin_sql import alerts, health, outbox, workflows
+from tocsin_sql import alerts, health, metrics, outbox, traces, workflows
 
 
 class SqlRecords:
-    """Alerts, silences, the outbox, health history and workflows over a backend's `_read` and `_write`."""
+    """Health, metric and trace reads, alerts, silences, the outbox and workflows over `_read` and `_write`."""
 
     if TYPE_CHECKING:  # provided by the backend
 
         async def _read(self, job: Any, doing: str) -> Any: ...
 
         async def _write(self, job: Any, doing: str) -> Any: ...
+
+    async def write_health(self, results: Sequence[HealthResult]) -> None:
+        """Append health check results."""
+        if results:
+            rows = [health.encode(result) for result in results]
+            await self._write(lambda db: health.write(db, rows), f"write {len(rows)} health results")
+
+    # -- metrics --------------------------------------------------------------------------------------------
+    async def list_metrics(self) -> list[MetricInfo]:
+        """Every metric name with its kind, series count and label names, sorted by name."""
+        return await self._read(metrics.list_metrics, "list metrics")
+
+    async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
+        """Aggregate rollups as the query says (tiers for long ranges, tocsin.storage.rollups.evaluate for the math)."""
+        check_query_values(query)
+        check_query(query)
+        matches = compile_matchers(query.matchers)
+        return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
+
+    # -- traces -----------------------------------------------------------------------------------------------
+    async def get_trace(self, trace_id: str) -> list[Span]:
+        """Every span of one trace ordered by start time; empty when unknown."""
+        return await self._read(lambda db: traces.get_trace(db, trace_id), f"read trace {trace_id[:40]!r}")
+
+    async def search_spans(self, query: SpanQuery) -> Page[Span]:
+        """Spans matching the query, newest first, with cursor pagination."""
+        check_query_values(query)
+        return await self._read(lambda db: traces.search(db, query), "search spans")
 
     # -- alerts and silences ----------------------------------------------------------------------------------
     async def save_alert(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tocsin_sql import groups, health, leases, logs, metrics, migrations, traces
+from tocsin_sql import groups, leases, logs, metrics, migrations, traces
 from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.records import SqlRecords
@@ -26,24 +26,16 @@ from tocsin_sql.transfer import SqlTransfer
 from tocsin.ext import (
     RETENTION_SIGNALS,
     GroupState,
-    HealthResult,
     LogHit,
     LogQuery,
     LogRecord,
-    MetricInfo,
-    MetricQuery,
     MetricRollup,
     Page,
     Retention,
-    SeriesPoints,
     Span,
-    SpanQuery,
     StorageError,
     StorageStats,
     check_lease,
-    check_query,
-    check_query_values,
-    compile_matchers,
 )
 from tocsin_sqlite import search
 from tocsin_sqlite.changes import ChangeWatch
@@ -168,34 +160,6 @@ class SQLiteBackend(SQLiteStorage, SqlTransfer, SqlRecords):
                 db.dialect.index_logs(db, logs.insert(db, rows, self._log_keys))
 
             await self._write(job, f"write {len(rows)} log records")
-
-    async def write_health(self, results: Sequence[HealthResult]) -> None:
-        """Append health check results."""
-        if results:
-            rows = [health.encode(result) for result in results]
-            await self._write(lambda db: health.write(db, rows), f"write {len(rows)} health results")
-
-    # -- metrics --------------------------------------------------------------------------------------------
-    async def list_metrics(self) -> list[MetricInfo]:
-        """Every metric name with its kind, series count and label names, sorted by name."""
-        return await self._read(metrics.list_metrics, "list metrics")
-
-    async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
-        """Aggregate rollups as the query says (tiers for long ranges, tocsin.storage.rollups.evaluate for the math)."""
-        check_query_values(query)
-        check_query(query)
-        matches = compile_matchers(query.matchers)
-        return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
-
-    # -- traces -----------------------------------------------------------------------------------------------
-    async def get_trace(self, trace_id: str) -> list[Span]:
-        """Every span of one trace ordered by start time; empty when unknown."""
-        return await self._read(lambda db: traces.get_trace(db, trace_id), f"read trace {trace_id[:40]!r}")
-
-    async def search_spans(self, query: SpanQuery) -> Page[Span]:
-        """Spans matching the query, newest first, with cursor pagination."""
-        check_query_values(query)
-        return await self._read(lambda db: traces.search(db, query), "search spans")
 
     # -- logs -------------------------------------------------------------------------------------------------
     async def search_logs(self, query: LogQuery) -> Page[LogHit]:

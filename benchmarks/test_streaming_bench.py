@@ -11,13 +11,16 @@ Timed: `AlertingService.evaluate()` in steady state, once with streaming (rules 
 once with `streaming = false` (one storage query per rule), in interleaved rounds on the same data; both must
 leave the same alerts firing. Target (issue 13): streaming <= 1.0 s per cycle on SQLite.
 
-Run: uv run pytest benchmarks/test_streaming_bench.py --benchmark-only -s
+Run: uv run pytest benchmarks/test_streaming_bench.py --benchmark-only -s (PostgreSQL: TOCSIN_PG_DSN, default the local
+`test` database; the schema is dropped after)
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import secrets
 import statistics
 import time
 
@@ -83,10 +86,15 @@ class Workload:
                 await self.monitor.flush()
 
 
-def make(backend: str, tmp_path) -> tuple[Monitor, VirtualClock]:
+PG_DSN = os.environ.get("TOCSIN_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def make(backend: str, tmp_path, schema: str) -> tuple[Monitor, VirtualClock]:
     pm = make_plugin_manager()
     registries = build_registries(pm)
-    storage = {"backend": backend} if backend == "memory" else {"backend": "sqlite", "path": str(tmp_path / "b.db")}
+    storage = {"memory": {"backend": "memory"},
+               "sqlite": {"backend": "sqlite", "path": str(tmp_path / "b.db")},
+               "postgres": {"backend": "postgres", "dsn": PG_DSN, "schema": schema}}[backend]
     config = load_config({"storage": storage, "metrics": {"flush_interval": "1h"},
                           "alerting": {"rules": rules(), "evaluation_interval": "1h"}},
                          registries=registries, environ={})
@@ -94,12 +102,13 @@ def make(backend: str, tmp_path) -> tuple[Monitor, VirtualClock]:
     return Monitor(config, pm=pm, registries=registries, clock=clock), clock
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
 def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
-    if backend == "sqlite":
-        pytest.importorskip("tocsin_sqlite")
+    if backend != "memory":
+        pytest.importorskip(f"tocsin_{backend}")
     loop = asyncio.new_event_loop()
-    monitor, clock = make(backend, tmp_path)
+    schema = f"bench_{secrets.token_hex(4)}"
+    monitor, clock = make(backend, tmp_path, schema)
     loop.run_until_complete(monitor.astart())
     alerting = monitor.alerting
     try:
@@ -130,9 +139,14 @@ def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
               f"ratio {medians[False] / medians[True]:.1f}x, alerts in play {len(seen[True])}")
         benchmark.extra_info.update(streaming_median_s=medians[True], storage_median_s=medians[False],
                                     rules=len(alerting.evaluator.rules), alerts=len(seen[True]))
-        alerting.windows.enabled = True
+        alerting.streaming = True
         benchmark.pedantic(lambda: loop.run_until_complete(alerting.evaluate(clock.now_ns())), rounds=ROUNDS,
                            warmup_rounds=0, setup=lambda: loop.run_until_complete(workload.until(workload.second + 10)))
     finally:
         loop.run_until_complete(monitor.aclose())
         loop.close()
+        if backend == "postgres":
+            import psycopg
+
+            with psycopg.connect(PG_DSN, autocommit=True) as connection:
+                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -250,20 +250,3 @@ def test_match_errors_from_sqlite_become_query_errors(backends, monkeypatch):
     monkeypatch.setattr(search, "_match", lambda db, planned: 'message : ("disk" AND)')
     with pytest.raises(QueryError, match="fts5"):
         run(sqlite_store.search_logs(LogQuery(text="disk")))
-
-
-async def test_records_are_indexed_in_one_statement_or_row_by_row_without_json_functions(tmp_path, monkeypatch):
-    from tocsin_sqlite import dialect
-
-    storage = SQLiteStorage(config(tmp_path / "t.db"))
-    await storage.open()
-    try:
-        await storage.write_logs([log(f"disk {n} full", n) for n in range(50)])
-        assert storage._dialect._json  # the one-statement path ran
-        monkeypatch.setattr(dialect, "_INDEX_STORED", dialect._INDEX_STORED.replace("json_each", "json_each_missing"))
-        await storage.write_logs([log(f"disk {n} full", n) for n in range(50, 80)])
-        assert not storage._dialect._json  # SQLite said no: row by row from then on
-        page = await storage.search_logs(LogQuery(text="disk", limit=100))
-        assert page.total == 80 and {hit.record.message for hit in page.items} == {f"disk {n} full" for n in range(80)}
-    finally:
-        await storage.close()

@@ -1,8 +1,7 @@
 """SQLite's side of the tocsin-sql seam: upserts, min/max, and the FTS5 index over log messages.
 
 The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`),
-filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4), in
-one `INSERT ... SELECT` that reads the batch back by id.
+filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4).
 It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.storage.tokens` reproduces, and
 `level` (the level's digit), so "warning or worse" is answered by the index and a search's total is a
 count over the index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
@@ -10,11 +9,9 @@ count over the index alone. `columnsize=0` drops per-row token counts, which onl
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from tocsin_sql.database import Database
@@ -26,9 +23,6 @@ FTS_DDL = (
     "tokenize='unicode61 remove_diacritics 1', columnsize=0)"
 )
 _INDEX = f"INSERT INTO {FTS_TABLE}(rowid, message, level) VALUES (?, ?, ?)"
-_INDEX_STORED = (f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT l.id, l.message, l.level "
-                 "FROM json_each(?) AS j JOIN logs AS l ON l.id = j.value")
-_IDS = msgspec.json.Encoder()
 _UNINDEX = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, message, level) VALUES ('delete', ?, ?, ?)"
 
 
@@ -44,7 +38,6 @@ class SQLiteDialect(Dialect):
 
     def __init__(self) -> None:
         self._sqlalchemy = sqlite.dialect()
-        self._json = True  # until SQLite says it has no json_each
 
     @property
     def sqlalchemy(self) -> sa.engine.Dialect:
@@ -64,17 +57,7 @@ class SQLiteDialect(Dialect):
         return sa.func.max(a, b)
 
     def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
-        """Index stored rows in one statement that reads them back by id inside SQLite (`json_each` over the
-        ids), so the writer thread needs the GIL once per batch instead of once per row (about 10 % more
-        records/s while the app logs in a tight loop); row by row where SQLite lacks JSON functions."""
-        if self._json:
-            try:
-                db.run(_INDEX_STORED, (_IDS.encode([row[0] for row in rows]).decode(),))
-                return
-            except sqlite3.OperationalError as error:
-                if "json_each" not in str(error):
-                    raise
-                self._json = False
+        """Insert the rows into the FTS5 table, one executemany per batch."""
         db.run_many(_INDEX, _fts_rows(rows))
 
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:

@@ -81,7 +81,8 @@ def decode(row: Sequence[Any]) -> LogRecord:
     )
 
 
-def _insert(_: Dialect) -> sa.Insert:
+def insert_statement(_: Dialect) -> sa.Insert:
+    """One stored log row (`COLUMNS` order, id included); `insert` and `tocsin_sql.transfer` run it."""
     return sa.insert(logs).values({column.key: sa.bindparam(column.key) for column in COLUMNS})
 
 
@@ -109,7 +110,7 @@ def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None
 
     assignment = (keys or LogKeys()).assign([row[0] for row in rows], top, highest_in)
     stored = [(log_id, *row) for log_id, row in zip(assignment.ids, rows, strict=True)]
-    db.dialect.insert_logs(db, db.sql(_insert), stored)
+    db.dialect.insert_logs(db, db.sql(insert_statement), stored)
     if assignment.spill:
         meta.raise_to(db, META_LOG_SPILL, assignment.spill)
     return stored

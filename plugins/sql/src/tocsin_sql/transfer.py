@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from tocsin_sql.database import Database
 from tocsin_sql.dialect import Dialect
 from tocsin_sql.logs import COLUMNS as LOG_COLUMNS
+from tocsin_sql.logs import insert_statement
 from tocsin_sql.schema import leases, logs, metadata, schema_version
 
 CHUNK = 5000
@@ -79,14 +80,10 @@ def write_chunk(db: Database, name: str, rows: Sequence[tuple[Any, ...]]) -> Non
     if not rows:
         return
     if name == logs.name:
-        db.dialect.insert_logs(db, db.sql(_log_insert), rows)
+        db.dialect.insert_logs(db, db.sql(insert_statement), rows)
         db.dialect.index_logs(db, rows)
         return
     db.run_many(db.sql(_insert, name), list(rows))
-
-
-def _log_insert(_: Dialect) -> sa.Insert:
-    return sa.insert(logs).values({column.key: sa.bindparam(column.key) for column in LOG_COLUMNS})
 
 
 class SqlTransfer:

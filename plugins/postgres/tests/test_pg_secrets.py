@@ -9,7 +9,7 @@ import sys
 
 import msgspec
 import pytest
-from pg_test_helpers import require_server
+from pg_test_helpers import DSN, require_server
 from tocsin_postgres import PostgresStorage
 
 from tocsin.ext import Secret, StorageError, StorageUnavailable
@@ -47,8 +47,7 @@ def test_the_config_prints_and_encodes_the_dsn_as_secret():
 
 async def test_errors_of_an_open_store_name_the_database_without_the_password():
     require_server()
-    dsn = os.environ.get("TOCSIN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    with_password = dsn.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@")
+    with_password = DSN.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@")
     backend = PostgresStorage(_config(with_password))
     assert PASSWORD not in backend.where
     assert backend.where == "postgresql://postgres@127.0.0.1:5432/test"

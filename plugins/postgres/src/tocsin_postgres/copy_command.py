@@ -66,7 +66,7 @@ async def _copy(source_path: str, target_path: str) -> None:
     try:
         await target.open()
         try:
-            copied = await copy_store(source, target, lambda line: click.echo(line))
+            copied = await copy_store(source, target, click.echo)
         finally:
             await target.close()
     finally:

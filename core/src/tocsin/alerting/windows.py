@@ -106,6 +106,7 @@ class _Metric:
         self.ordered = True  # every ring in start order (one process's flushes): scans stop at the window's start
 
     def add(self, rollup: MetricRollup) -> None:
+        """Append a rollup to its series' ring, into the slides that cover its start, and drop what aged out."""
         key = labels_key(rollup.labels)
         ring = self.rings.get(key)
         if ring is None:
@@ -284,6 +285,7 @@ class Cycle:
                 series.append(SeriesPoints(labels=dict(group), points=[(start, value)]))
         return series
 
+
 def _select(metric: _Metric, query: MetricQuery) -> list[LabelKey]:
     """The series the query's matchers select (kept across cycles until a series appears)."""
     key = _ENCODE(query.matchers)
@@ -300,4 +302,5 @@ _ENCODE = msgspec.msgpack.Encoder().encode
 
 
 def _group(labels: Mapping[str, str], by: Sequence[str]) -> dict[str, str]:
+    """The labels a `by` query groups a series under: those of `by` that the series has."""
     return {name: labels[name] for name in by if name in labels}

@@ -1,6 +1,6 @@
-"""The storage protocol methods both SQL backends answer the same way: health results, metric and trace queries,
-alerts, silences, the notification outbox and workflows, each one statement module call inside the backend's
-read or write transaction.
+"""The storage protocol methods both SQL backends answer the same way: spans and health results, metric and trace
+queries, notification group state, leases, alerts, silences, the outbox and workflows, each one statement
+module call inside the backend's read or write transaction.
 
 A backend mixes `SqlRecords` in and provides `_read(job, doing)` and `_write(job, doing)`, which run
 `job(db)` on one of its connections (a read snapshot or a write transaction) and name the work in errors.
@@ -20,6 +20,7 @@ from tocsin.ext import (
     DeliveryQuery,
     DeliveryState,
     ExecutionQuery,
+    GroupState,
     HealthResult,
     HealthStatus,
     MetricInfo,
@@ -31,15 +32,16 @@ from tocsin.ext import (
     SpanQuery,
     WorkflowExecution,
     WorkflowStep,
+    check_lease,
     check_query,
     check_query_values,
     compile_matchers,
 )
-from tocsin_sql import alerts, health, metrics, outbox, traces, workflows
+from tocsin_sql import alerts, groups, health, leases, metrics, outbox, traces, workflows
 
 
 class SqlRecords:
-    """Health, metric and trace reads, alerts, silences, the outbox and workflows over `_read` and `_write`."""
+    """The protocol methods that are one `tocsin_sql` call each, over the backend's `_read` and `_write`."""
 
     if TYPE_CHECKING:  # provided by the backend
 
@@ -74,6 +76,40 @@ class SqlRecords:
         """Spans matching the query, newest first, with cursor pagination."""
         check_query_values(query)
         return await self._read(lambda db: traces.search(db, query), "search spans")
+
+    async def write_spans(self, spans: Sequence[Span]) -> None:
+        """Store spans; a later write of the same span replaces it, a colliding span_id never does."""
+        if spans:
+            rows = [traces.encode(span) for span in spans]
+            await self._write(lambda db: traces.write(db, rows), f"write {len(rows)} spans")
+
+    # -- notification grouping state --------------------------------------------------------------------------
+    async def save_group_state(self, state: GroupState) -> None:
+        """Upsert timers and marks, add firing members and remove the others, in one write transaction."""
+        if state.groups or state.members or state.marks:
+            await self._write(lambda db: groups.save(db, state), "save notification group state")
+
+    async def load_group_state(self) -> GroupState:
+        """Every stored timer, firing member and repeat mark."""
+        return await self._read(groups.load, "read notification group state")
+
+    # -- leases -----------------------------------------------------------------------------------------------
+    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
+        """Take or renew the lease until now + ttl when it is free, expired or `holder`'s (one upsert whose
+        update only matches a free, expired or own lease, so processes racing for it cannot both win); True when
+        `holder` holds it."""
+        check_lease(name, holder, ttl_s, now_ns)
+        return await self._write(lambda db: leases.acquire(db, name, holder, ttl_s, now_ns), f"take lease {name!r}")
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if `holder` holds it."""
+        check_lease(name, holder)
+        await self._write(lambda db: leases.release(db, name, holder), f"release lease {name!r}")
+
+    async def lease_holder(self, name: str, now_ns: int) -> str | None:
+        """Who holds the lease at `now_ns`, or None."""
+        check_lease(name, now_ns=now_ns)
+        return await self._read(lambda db: leases.holder(db, name, now_ns), f"read lease {name!r}")
 
     # -- alerts and silences ----------------------------------------------------------------------------------
     async def save_alert(

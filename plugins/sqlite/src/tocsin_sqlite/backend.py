@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tocsin_sql import groups, leases, logs, metrics, migrations, traces
+from tocsin_sql import logs, metrics, migrations
 from tocsin_sql.database import StatementCache
 from tocsin_sql.logkeys import LogKeys
 from tocsin_sql.records import SqlRecords
@@ -25,17 +25,14 @@ from tocsin_sql.transfer import SqlTransfer
 
 from tocsin.ext import (
     RETENTION_SIGNALS,
-    GroupState,
     LogHit,
     LogQuery,
     LogRecord,
     MetricRollup,
     Page,
     Retention,
-    Span,
     StorageError,
     StorageStats,
-    check_lease,
 )
 from tocsin_sqlite import search
 from tocsin_sqlite.changes import ChangeWatch
@@ -145,12 +142,6 @@ class SQLiteBackend(SQLiteStorage, SqlTransfer, SqlRecords):
             prepared = metrics.prepare(rollups)
             await self._write(lambda db: metrics.write(db, prepared), f"write {len(rollups)} metric rollups")
 
-    async def write_spans(self, spans: Sequence[Span]) -> None:
-        """Store spans; a later write of the same span replaces it, a colliding span_id never does."""
-        if spans:
-            rows = [traces.encode(span) for span in spans]
-            await self._write(lambda db: traces.write(db, rows), f"write {len(rows)} spans")
-
     async def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log records; ids are time keys, so they grow with time (see tocsin_sql.logkeys)."""
         if records:
@@ -204,33 +195,6 @@ class SQLiteBackend(SQLiteStorage, SqlTransfer, SqlRecords):
             return StorageStats(rows=rows, bytes=sum(os.path.getsize(f) for f in files if os.path.exists(f)))
 
         return await self._read(count, "count rows")
-
-    # -- notification grouping state --------------------------------------------------------------------------
-    async def save_group_state(self, state: GroupState) -> None:
-        """Upsert timers and marks, add firing members and remove the others, in one write transaction."""
-        if state.groups or state.members or state.marks:
-            await self._write(lambda db: groups.save(db, state), "save notification group state")
-
-    async def load_group_state(self) -> GroupState:
-        """Every stored timer, firing member and repeat mark."""
-        return await self._read(groups.load, "read notification group state")
-
-    # -- leases -----------------------------------------------------------------------------------------------
-    async def acquire_lease(self, name: str, holder: str, ttl_s: float, now_ns: int) -> bool:
-        """Take or renew the lease until now + ttl when it is free, expired or `holder`'s (one upsert under the
-        write lock, so processes sharing the file cannot both win); True when `holder` holds it."""
-        check_lease(name, holder, ttl_s, now_ns)
-        return await self._write(lambda db: leases.acquire(db, name, holder, ttl_s, now_ns), f"take lease {name!r}")
-
-    async def release_lease(self, name: str, holder: str) -> None:
-        """Give the lease up if `holder` holds it."""
-        check_lease(name, holder)
-        await self._write(lambda db: leases.release(db, name, holder), f"release lease {name!r}")
-
-    async def lease_holder(self, name: str, now_ns: int) -> str | None:
-        """Who holds the lease at `now_ns`, or None."""
-        check_lease(name, now_ns=now_ns)
-        return await self._read(lambda db: leases.holder(db, name, now_ns), f"read lease {name!r}")
 
     # -- change feed ------------------------------------------------------------------------------------------
     async def change_marker(self) -> int:

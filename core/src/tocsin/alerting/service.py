@@ -233,8 +233,8 @@ class AlertingService:
             cycle = await self.evaluator.cycle(storage, now, index)
             await self._save_all(storage, [update for update in cycle.updates if update.changed], now)
             swept = self.external.sweep(list(self.evaluator.alerts.values()), now, index)
+            await self._save_all(storage, swept, now)
             for update in swept:
-                await self._save(storage, update, now)
                 self._track(update.alert)
             for silence in index.ended_by_resolve(update.alert for update in [*cycle.updates, *swept]):
                 await self._end_silence(storage, silence, now, "its alerts resolved")

@@ -57,11 +57,11 @@ FIXES = {"buffer_full": 'raise buffer_size or set overflow = "block" in [logging
 
 def _drops(config: Any, registries: Any) -> dict[str, float]:
     """Records dropped so far by `signal/reason`, from tocsin's own counter in the (existing) store."""
-    from tocsin.storage.protocol import MetricQuery
+    from tocsin.storage.protocol import MAX_NS, MetricQuery
 
     backend = registries.storage.get(config.storage.backend)
     storage = backend(config.storage.options if config.storage.options is not None else backend.Config())
-    query = MetricQuery(name="tocsin_records_dropped_total", start_ns=0, end_ns=2**63 - 1, aggregate="sum",
+    query = MetricQuery(name="tocsin_records_dropped_total", start_ns=0, end_ns=MAX_NS, aggregate="sum",
                         by=["signal", "reason"])
 
     async def read() -> list[Any]:

@@ -38,6 +38,7 @@ from tocsin.models import SEVERITIES, Alert, Severity
 SEPARATOR = ":"
 RESOLVE_TIMEOUT_S = 300.0
 """How long an alert sent without an end keeps firing without a re-send (Alertmanager's `resolve_timeout`)."""
+_RESOLVE_TIMEOUT_NS = round(RESOLVE_TIMEOUT_S * 1e9)
 
 
 class ExternalAlert(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -83,7 +84,7 @@ class ExternalAlerts:
         """The update one report makes; None when there is nothing to save (a resolved report of an alert that
         is already over, or that tocsin never saw firing: Prometheus re-sends resolved alerts for 15 minutes)."""
         key = fingerprint_of(source, incoming.labels)
-        ends_ns = incoming.ends_ns if incoming.ends_ns is not None else now_ns + round(RESOLVE_TIMEOUT_S * 1e9)
+        ends_ns = incoming.ends_ns if incoming.ends_ns is not None else now_ns + _RESOLVE_TIMEOUT_NS
         firing = ends_ns > now_ns
         if stored is None and not firing:
             return None
@@ -107,12 +108,11 @@ class ExternalAlerts:
         """External alerts whose end passed resolve; the others get their handling re-decided (a silence that
         ended, an acknowledgement that expired, a cooldown re-notification). Only changed ones are returned."""
         updates = []
-        fallback_ns = round(RESOLVE_TIMEOUT_S * 1e9)
         for alert in alerts:
             if not is_external(alert) or not (alert.state in ACTIVE_STATES or is_open(alert)):
                 continue
             update = Update.of(alert)
-            ends_ns = self.ends.get(alert.fingerprint, (alert.last_eval_ns or alert.updated_ns) + fallback_ns)
+            ends_ns = self.ends.get(alert.fingerprint, (alert.last_eval_ns or alert.updated_ns) + _RESOLVE_TIMEOUT_NS)
             if alert.state in PROBLEM_STATES and ends_ns <= now_ns:
                 self.ends.pop(alert.fingerprint, None)
                 apply_condition(update, "clear", None, now_ns, self.policy, "ended without a re-send")

@@ -217,9 +217,9 @@ def test_three_replicas_survive_the_leader_being_killed(tmp_path):
             killed = time.monotonic()
             leader.process.wait(10)
             app.replicas = followers
-            took = _wait(lambda: any(r.leads() for r in followers), 2 * LEASE_S + 1, "a new leader")
+            _wait(lambda: any(r.leads() for r in followers), 2 * LEASE_S + 1, "a new leader")
+            took = time.monotonic() - killed  # the takeover time, measured from the kill
             assert took <= 2 * LEASE_S + 0.5, f"took over after {took:.2f}s"
-            assert time.monotonic() - killed >= 0  # (the takeover time is measured from the kill)
 
             _write_hot(schema, "room-2")  # evaluated and dispatched by the new leader
             _wait(lambda: len(_Receiver.received) >= 2, 10, "the new leader's notification")

@@ -66,7 +66,7 @@ def test_the_demo_config_loads_at_every_speed(speed, tmp_path):
 
 
 async def test_history_fills_the_last_minutes_with_metrics_traces_and_logs():
-    config = {**demo_config("unused.db", 1.0), "storage": {"backend": "memory", "leader_lease": 0}}
+    config = demo_config(None, 1.0)
     monitor = make_monitor(tocsin_api, tocsin_sqlite, config=config)
     start_ns = time.time_ns()
     async with monitor:
@@ -105,7 +105,7 @@ def test_the_terminal_hears_of_alerts_and_failed_runs_only():
 
 async def test_the_same_seed_writes_the_same_history():
     async def history(seed_value: int) -> list[tuple[str, str, int]]:
-        config = {**demo_config("unused.db", 1.0), "storage": {"backend": "memory", "leader_lease": 0}}
+        config = demo_config(None, 1.0)
         async with make_monitor(tocsin_api, tocsin_sqlite, config=config) as monitor:
             await seed(monitor, Shop(random.Random(seed_value)), Timeline(10**18, 1.0), minutes=2, rps=6)
             page = await monitor.storage.search_spans(SpanQuery(limit=10_000))

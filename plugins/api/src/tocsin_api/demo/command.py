@@ -124,10 +124,8 @@ def demo(host: str, port: int, speed: float, seed: int | None, rate: float, hist
     shop = DemoPlugin(seed, speed=speed, rps=rate, history_minutes=history_minutes,
                       on_ready=ready, say=click.echo)
     try:
-        config = demo_config(db_path or "", speed)
-        if db_path is None:
-            config["storage"] = {"backend": "memory", "leader_lease": 0}
-        monitor = Monitor.from_config(config, plugins=[*plugins.values(), shop], entrypoints=False)
+        monitor = Monitor.from_config(demo_config(db_path, speed), plugins=[*plugins.values(), shop],
+                                      entrypoints=False)
         shop.watch(monitor)
         server = DemoServer(uvicorn.Config(create_app(monitor), log_level="warning", lifespan="on"))
         server.run(sockets=[sock])

@@ -1,4 +1,4 @@
-"""The demo's config: a temporary SQLite file, a `log` channel and the alert rules the simulated shop trips.
+"""The demo's config: a SQLite file (or memory), a `log` channel and the alert rules the simulated shop trips.
 
 Every duration is in demo seconds and divided by `speed`, so `--speed 6` plays the same story six times faster
 (the tests use that); at speed 1 the first alerts fire, repeat and resolve within about two minutes.
@@ -11,8 +11,9 @@ from typing import Any
 CHANNEL = "ops"
 
 
-def demo_config(db_path: str, speed: float) -> dict[str, Any]:
-    """The config of `tocsin demo` for a store at `db_path`, with every interval compressed by `speed`."""
+def demo_config(db_path: str | None, speed: float) -> dict[str, Any]:
+    """The config of `tocsin demo` for a SQLite store at `db_path` (None: in memory), with every interval
+    compressed by `speed`."""
 
     def s(seconds: float, least: float = 0.2) -> float:
         return max(least, seconds / speed)
@@ -20,7 +21,8 @@ def demo_config(db_path: str, speed: float) -> dict[str, Any]:
     quick = {"for": s(10, 0), "cooldown": s(30), "flap_window": s(300)}
     return {
         "service": "shop",
-        "storage": {"backend": "sqlite", "path": db_path, "leader_lease": 0},
+        "storage": ({"backend": "memory"} if db_path is None else {"backend": "sqlite", "path": db_path})
+        | {"leader_lease": 0},
         "metrics": {"flush_interval": s(5, 1)},
         "tracing": {"flush_interval": s(2, 0.5)},
         "alerting": {"evaluation_interval": s(5, 1), "rules": [

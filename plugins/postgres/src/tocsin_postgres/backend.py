@@ -128,7 +128,6 @@ class PostgresBackend(PostgresStorage, SqlTransfer, SqlRecords):
         """Append log records; ids are time keys, so they grow with time (see tocsin_sql.logkeys)."""
         if records:
             rows = [logs.encode(record) for record in records]
-
             await self._write(lambda db: logs.insert(db, rows, self._log_keys), f"write {len(rows)} log records",
                               LOGS)
 

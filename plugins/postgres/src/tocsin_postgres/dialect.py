@@ -72,9 +72,6 @@ class PostgresDialect(Dialect):
         assert isinstance(db, PostgresDatabase)
         db.copy_rows("logs", LOG_COLUMNS, [(*row, tsvector(row[9])) for row in rows])
 
-    def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
-        """Nothing: the tsvector was written with the row."""
-
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
         """Nothing: deleting a row removes its index entries."""
 

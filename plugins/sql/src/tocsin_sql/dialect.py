@@ -76,14 +76,10 @@ class Dialect(ABC):
         """The SQL expression merging a stored sketch BLOB with a new one (see SKETCH_MERGE_FUNCTION)."""
         return getattr(sa.func, SKETCH_MERGE_FUNCTION)(stored, new)
 
-    def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert log rows (`tocsin_sql.logs.COLUMNS` order, ids assigned) with the `insert` statement; a
-        dialect with a faster bulk path (PostgreSQL's COPY) overrides it."""
-        db.run_many(insert, rows)
-
     @abstractmethod
-    def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
-        """Add stored log rows (`tocsin_sql.logs.COLUMNS` order) to the full-text index."""
+    def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert log rows (`tocsin_sql.logs.COLUMNS` order, ids assigned; `insert` is the plain INSERT) and
+        add them to the full-text index, each dialect in its fastest way (FTS5 from the inserted rows, COPY)."""
 
     @abstractmethod
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:

@@ -1,6 +1,6 @@
 """Log rows: encoding, time-key ids, and the dialect-neutral part of writing and reading them.
 
-Full-text search is the dialect's (`Dialect.index_logs`, and each backend's search); everything here is
+Full-text search is the dialect's (`Dialect.insert_logs` indexes, each backend searches); everything here is
 shared. Levels are stored as their index in `tocsin.models.LOG_LEVELS` (one byte, and "warning or worse"
 is a range).
 """
@@ -94,13 +94,12 @@ def _highest_in(_: Dialect) -> sa.Select:
     return sa.select(sa.func.max(logs.c.id)).where(logs.c.id >= sa.bindparam("lo"), logs.c.id < sa.bindparam("hi"))
 
 
-def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None) -> list[tuple[Any, ...]]:
-    """Give rows their time-key ids and insert them (inside the caller's write transaction).
+def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None) -> None:
+    """Give rows their time-key ids, insert them and index their text (inside the caller's write transaction).
 
     `keys` is the writer's `LogKeys`, kept from one write to the next so that bursts cost no lookups (a new
     one, remembering nothing, when None). The largest stored id is read here, under the write lock, every
     time: it is what makes ids unique even when another process writes the same store.
-    Returns the stored rows (id first), for the dialect's full-text index.
     """
     (top,) = db.fetch_one(db.sql(_top)) or (None,)
     highest = db.sql(_highest_in)
@@ -113,7 +112,6 @@ def insert(db: Database, rows: Sequence[EncodedLog], keys: LogKeys | None = None
     db.dialect.insert_logs(db, db.sql(insert_statement), stored)
     if assignment.spill:
         meta.raise_to(db, META_LOG_SPILL, assignment.spill)
-    return stored
 
 
 def spill(db: Database) -> int:

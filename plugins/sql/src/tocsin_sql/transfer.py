@@ -4,7 +4,7 @@ The storage protocol answers queries (aggregated metrics, pages of logs), so a c
 the raw metric rollups and their sketches. Every SQL backend keeps the same tables (`tocsin_sql.schema`), so
 a copy reads each table in primary-key order, a chunk at a time (`read_chunk`), and inserts the rows into the
 same table of the other store (`write_chunk`); the command copies into an empty store only. Log rows keep their ids
-(time keys) and go through the dialect's `insert_logs`/`index_logs`, so the target's full-text index is built
+(time keys) and go through the dialect's `insert_logs`, so the target's full-text index is built
 as for any write; surrogate ids (spans, health, transitions, attempts, steps) are left to the target, which
 numbers the rows in the order they are copied. Leases are not copied (each store elects its own leader).
 
@@ -81,7 +81,6 @@ def write_chunk(db: Database, name: str, rows: Sequence[tuple[Any, ...]]) -> Non
         return
     if name == logs.name:
         db.dialect.insert_logs(db, db.sql(insert_statement), rows)
-        db.dialect.index_logs(db, rows)
         return
     db.run_many(db.sql(_insert, name), list(rows))
 

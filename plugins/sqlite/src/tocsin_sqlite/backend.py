@@ -146,11 +146,7 @@ class SQLiteBackend(SQLiteStorage, SqlTransfer, SqlRecords):
         """Append log records; ids are time keys, so they grow with time (see tocsin_sql.logkeys)."""
         if records:
             rows = [logs.encode(record) for record in records]
-
-            def job(db: SQLiteDatabase) -> None:
-                db.dialect.index_logs(db, logs.insert(db, rows, self._log_keys))
-
-            await self._write(job, f"write {len(rows)} log records")
+            await self._write(lambda db: logs.insert(db, rows, self._log_keys), f"write {len(rows)} log records")
 
     # -- logs -------------------------------------------------------------------------------------------------
     async def search_logs(self, query: LogQuery) -> Page[LogHit]:

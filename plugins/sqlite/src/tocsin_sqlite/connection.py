@@ -28,6 +28,21 @@ PROGRESS_STEPS = 1000
 _TRANSIENT = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PROTOCOL")
 
 
+def bind_fast() -> None:
+    """Bind None and bytes through an adapter lookup that succeeds, as ints and strs already are.
+
+    Python's sqlite3 (3.11) binds an int, float or str at once, but first tries to adapt any other value, and
+    for None and bytes that lookup ends in two caught AttributeErrors per parameter: ~0.7 us each, a third of
+    an 11-column log insert with four NULLs (100k rows: 0.64 s -> 0.40 s). An identity adapter, found in the
+    adapters dict, gives the same NULL or BLOB without the exceptions. Adapters are process-wide, so one the
+    application registered for these types is left alone.
+    """
+    identities: dict[type, Any] = {type(None): {}.get, bytes: bytes}  # both return their argument, in C
+    for kind, identity in identities.items():
+        if (kind, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+            sqlite3.register_adapter(kind, identity)
+
+
 class Guard:
     """The progress handler: interrupts the running statement past a deadline or a step budget."""
 
@@ -148,6 +163,7 @@ def connect(
     reader: bool,
 ) -> tuple[sqlite3.Connection, Guard, SketchMerge]:
     """Open one connection with tocsin's pragmas; StorageError if the file cannot be used."""
+    bind_fast()
     try:
         connection = sqlite3.connect(
             path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=512

@@ -1,7 +1,9 @@
 """SQLite's side of the tocsin-sql seam: upserts, min/max, and the FTS5 index over log messages.
 
 The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`),
-filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4).
+filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4),
+and from the rows just inserted (`INSERT … SELECT`), one statement that runs without holding Python's GIL
+where binding every message again would take it per row.
 It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.storage.tokens` reproduces, and
 `level` (the level's digit), so "warning or worse" is answered by the index and a search's total is a
 count over the index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
@@ -14,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
-from tocsin_sql.database import Database
+from tocsin_sql.database import Compiled, Database
 from tocsin_sql.dialect import Dialect
 
 FTS_TABLE = "logs_fts"
@@ -23,6 +25,9 @@ FTS_DDL = (
     "tokenize='unicode61 remove_diacritics 1', columnsize=0)"
 )
 _INDEX = f"INSERT INTO {FTS_TABLE}(rowid, message, level) VALUES (?, ?, ?)"
+_INDEX_ABOVE = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT id, message, level FROM logs WHERE id > ?"
+_INDEX_ALL = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT id, message, level FROM logs"
+_TOP = "SELECT max(id) FROM logs"
 _UNINDEX = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, message, level) VALUES ('delete', ?, ?, ?)"
 
 
@@ -56,9 +61,18 @@ class SQLiteDialect(Dialect):
         """Two-argument max() is a scalar function in SQLite."""
         return sa.func.max(a, b)
 
-    def index_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert the rows into the FTS5 table, one executemany per batch."""
-        db.run_many(_INDEX, _fts_rows(rows))
+    def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert the rows and index them: every row past the table's largest id before the insert (all of an
+        in-order batch) with one INSERT … SELECT, rows that landed below it (late ones) one by one."""
+        (top,) = db.fetch_one(_TOP) or (None,)
+        db.run_many(insert, rows)
+        if top is None:
+            db.run(_INDEX_ALL)
+            return
+        db.run(_INDEX_ABOVE, (top,))
+        late = [row for row in rows if row[0] <= top]
+        if late:
+            db.run_many(_INDEX, _fts_rows(late))
 
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
         """External-content FTS5 deletes need the indexed values back: the rows as stored."""

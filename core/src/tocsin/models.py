@@ -135,7 +135,7 @@ class Span(Model, kw_only=True):
 # -- Logs -------------------------------------------------------------------------------------------
 
 
-class LogRecord(Model, kw_only=True):
+class LogRecord(Model, kw_only=True, gc=False):
     """A structured log record. `id` is assigned by the storage backend and orders records newest-last."""
 
     time_ns: int

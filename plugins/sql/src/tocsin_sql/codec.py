@@ -18,12 +18,13 @@ T = TypeVar("T")
 _PACK = msgspec.msgpack.Encoder()
 _UNPACK = msgspec.msgpack.Decoder()
 _JSON = msgspec.json.Encoder(order="sorted")
+_CONTAINERS = (dict, list, tuple)  # a tuple, not `dict | list | tuple`, which builds a new Union at every call
 
 
 def pack(value: Any, record: str) -> bytes | None:
     """msgpack bytes of a value, or None when it is empty; unstorable values are an UnstorableRecord."""
     if not value:
-        return None if isinstance(value, dict | list | tuple) else _pack(value, record)
+        return None if isinstance(value, _CONTAINERS) else _pack(value, record)
     return _pack(value, record)
 
 

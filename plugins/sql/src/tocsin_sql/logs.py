@@ -50,17 +50,18 @@ def encode(record: LogRecord) -> EncodedLog:
     if not -_MAX_TIME <= record.time_ns <= _MAX_TIME:
         raise UnstorableRecord(f"LogRecord time_ns {record.time_ns} does not fit in 64 bits",
                                reason="number_out_of_range")
-    return (
+    trace_id, span_id, attributes = record.trace_id, record.span_id, record.attributes
+    return (  # None and {} tested inline: most records have neither ids nor attributes, and calls cost
         record.time_ns,
         level,
         record.service,
         record.logger,
-        ids.optional_trace_bytes(record.trace_id, "LogRecord trace_id"),
-        ids.optional_span_bytes(record.span_id, "LogRecord span_id"),
+        None if trace_id is None else ids.trace_bytes(trace_id, "LogRecord trace_id"),
+        None if span_id is None else ids.span_bytes(span_id, "LogRecord span_id"),
         record.execution_id,
         record.step,
         record.message,
-        codec.pack(record.attributes, "LogRecord"),
+        None if type(attributes) is dict and not attributes else codec.pack(attributes, "LogRecord"),
     )
 
 

@@ -62,7 +62,7 @@ class PostgresBackend(PostgresStorage, SqlTransfer, SqlRecords):
             raise StorageError(f"storage partition must be at least 1h, got {float(self.config.partition):g} s")
         self._width_s = round(float(self.config.partition))
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._statements = StatementCache(PostgresDialect())
+        self._statements = StatementCache(PostgresDialect(self._width_s))
         self._log_keys = LogKeys()  # used only under the logs lock, by one job at a time
         self._pool: Pool | None = None
         self._changes: ChangeListener | None = None

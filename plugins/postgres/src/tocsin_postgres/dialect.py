@@ -2,7 +2,11 @@
 
 Full-text search keeps a `tsv tsvector` column on `logs` with a GIN index over it, filled by the writer in
 the same COPY as the row (`tocsin_postgres.fulltext` builds it with FTS5's tokenizer, so both backends find
-the same records). Deleting a row deletes its index entries, so `unindex_logs` has nothing to do.
+the same records), its pending list kept short (GIN_PENDING_KB). Deleting a row deletes its index entries,
+so `unindex_logs` has nothing to do. A partial index holds the ids of warning-or-worse records (a fifth of
+them, typically): "warning or worse", the level filter searches use most, walks it newest first instead of
+the primary key (1 ms -> 0.2 ms for a page, and 10 ms -> 3 ms to count 1001 matches of a common word in an
+hour, at a million rows).
 
 Sketches are merged in Python, not in SQL: PostgreSQL has no Python functions without the PL/Python
 extension (rarely installed, never on managed services), and re-implementing the sketch in PL/pgSQL would be
@@ -25,26 +29,34 @@ from tocsin_sql.database import Compiled, Database
 from tocsin_sql.dialect import Dialect
 from tocsin_sql.logs import COLUMNS
 
+from tocsin.ext import LOG_LEVELS
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.fulltext import tsvector
-from tocsin_postgres.partitions import TSV_STATISTICS, make_partitioned
+from tocsin_postgres.partitions import TSV_STATISTICS, analyze_young, make_partitioned
 
 TSV = "tsv"
 """The tsvector column of `logs`."""
 LOG_COLUMNS = (*(column.key for column in COLUMNS), TSV)
+WARNING = LOG_LEVELS.index("warning")
+GIN_PENDING_KB = 256
+"""The GIN index's pending list (new entries not yet merged into the index): every search that reads the index
+scans it whole, so it is kept at 256 kB instead of the server's 4 MB default (a rare word in the newest
+partition: 1.7 ms -> 0.5 ms) at no cost to ingest; turning it off (fastupdate) would halve ingest."""
 _EXTRAS = (
     f"ALTER TABLE logs ADD COLUMN {TSV} tsvector NOT NULL DEFAULT ''::tsvector",
-    f"CREATE INDEX ix_logs_{TSV} ON logs USING gin ({TSV})",
+    f"CREATE INDEX ix_logs_{TSV} ON logs USING gin ({TSV}) WITH (gin_pending_list_limit = {GIN_PENDING_KB})",
+    f"CREATE INDEX ix_logs_warning ON logs (id) WHERE level >= {WARNING}",
 )
 
 
 class PostgresDialect(Dialect):
-    """PostgreSQL 13+ through psycopg 3 (positional `%s` parameters)."""
+    """PostgreSQL 13+ through psycopg 3 (positional `%s` parameters), logs in partitions `width_s` seconds wide."""
 
     name = "postgres"
 
-    def __init__(self) -> None:
+    def __init__(self, width_s: int) -> None:
         self._sqlalchemy = pg_psycopg.dialect(paramstyle="format")
+        self.width_s = width_s
 
     @property
     def sqlalchemy(self) -> sa.engine.Dialect:
@@ -68,9 +80,11 @@ class PostgresDialect(Dialect):
         return new
 
     def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
-        """COPY the rows with their tsvector (built from the message, the row's tenth column)."""
+        """COPY the rows with their tsvector (built from the message, the row's tenth column), then give the
+        partitions they filled statistics if they are young and have none for their size (`analyze_young`)."""
         assert isinstance(db, PostgresDatabase)
         db.copy_rows("logs", LOG_COLUMNS, [(*row, tsvector(row[9])) for row in rows])
+        analyze_young(db, [row[0] for row in rows], self.width_s)
 
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
         """Nothing: deleting a row removes its index entries."""

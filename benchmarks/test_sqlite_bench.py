@@ -71,8 +71,8 @@ TEMPLATES = [
 ]
 LEVELS = [0] * 20 + [1] * 60 + [2] * 12 + [3] * 7 + [4] * 1
 SERVICES = ["api", "checkout", "billing", "worker", "inventory", "auth"]
-TARGETS = {  # the issue's targets, in ms (p99) unless noted
-    "term": 2.0, "phrase": 2.0, "prefix": 2.0, "term+level+1h": 5.0, "trace": 1.0, "p99 24h": 50.0,
+TARGETS = {  # the targets (issue 13 for searches), in ms (p99) unless noted
+    "term": 2.0, "phrase": 2.0, "prefix": 2.0, "term+level+1h": 3.0, "trace": 1.0, "p99 24h": 50.0,
 }
 
 

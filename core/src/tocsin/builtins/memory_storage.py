@@ -188,6 +188,12 @@ class MemoryStorage(MemoryAlerts):
         ]
         return evaluate(selected, query)
 
+    async def read_rollups(self, name: str, start_ns: int, end_ns: int) -> list[MetricRollup]:
+        """Every series' rollups of `name` that start in [start_ns, end_ns), ordered by start (copies)."""
+        found = [detached(rollup) for by_start in self._series.get(name, {}).values()
+                 for start, rollup in by_start.items() if start_ns <= start < end_ns]
+        return sorted(found, key=lambda rollup: rollup.start_ns)
+
     # -- traces ------------------------------------------------------------------------------------
     async def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of one trace ordered by start time (then span id); empty when unknown."""

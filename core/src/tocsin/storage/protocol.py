@@ -202,6 +202,14 @@ class StorageBackend(Protocol):
     async def query_metrics(self, query: MetricQuery) -> list[SeriesPoints]:
         """Aggregate rollups as `MetricQuery` describes; result series sorted by their labels."""
 
+    async def read_rollups(self, name: str, start_ns: int, end_ns: int) -> list[MetricRollup]:
+        """Every series' rollups of metric `name` that start in [start_ns, end_ns), ordered by start, as stored
+        (finest tier, with sketches; one rollup per series and start, however many writes were merged into it).
+
+        Alert evaluation reads it once per metric to warm its in-memory windows (`tocsin.alerting.windows`).
+        Optional in practice: callers check for it with `getattr`, and a backend without it is only slower
+        for one window after a process starts (its rules read `query_metrics` meanwhile)."""
+
     # -- traces ------------------------------------------------------------------------------------
     async def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of one trace ordered by start time; empty when unknown."""

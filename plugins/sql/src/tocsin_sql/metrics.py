@@ -141,7 +141,8 @@ def list_metrics(db: Database) -> list[MetricInfo]:
 
 
 def _series_of(_: Dialect) -> sa.Select:
-    return sa.select(metric_series.c.id, metric_series.c.labels).where(metric_series.c.name == sa.bindparam("name"))
+    s = metric_series.c
+    return sa.select(s.id, s.kind, s.labels).where(s.name == sa.bindparam("name"))
 
 
 def _in_list(count: int) -> list[sa.BindParameter]:
@@ -228,7 +229,7 @@ def _read(
 def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> list[SeriesPoints]:
     """Aggregate the rollups of the matching series as `metric_query` asks (`tocsin.storage.rollups.evaluate`)."""
     labels: dict[int, dict[str, str]] = {}
-    for sid, text in db.fetch(db.sql(_series_of), {"name": metric_query.name}):
+    for sid, _, text in db.fetch(db.sql(_series_of), {"name": metric_query.name}):
         series_labels = codec.from_json(text, dict[str, str])
         if matches(series_labels):
             labels[sid] = series_labels
@@ -251,14 +252,24 @@ def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> l
     rows = _read(db, _rollup_rows, selected, coverage.rollups, sketch) if coverage.rollups else []
     for width_s, ranges in coverage.tiers.items():
         rows += _read(db, _tier_rows, selected, ranges, sketch, width_s=width_s)
-    rollups = [
-        MetricRollup(
-            name=metric_query.name, kind="gauge", labels=labels[row[0]], start_ns=row[1], interval_s=row[2],
-            count=row[3], sum=row[4], min=row[5], max=row[6], last=row[7], sketch=decode_sketch(row[8]),
-        )
-        for row in rows
-    ]
-    return evaluate(rollups, metric_query)
+    return evaluate([_rollup(metric_query.name, "gauge", labels[row[0]], row) for row in rows], metric_query)
+
+
+def _rollup(name: str, kind: str, labels: dict[str, str], row: tuple[Any, ...]) -> MetricRollup:
+    """A rollup back from a row of `_rollup_rows` or `_tier_rows`."""
+    return MetricRollup(name=name, kind=kind, labels=labels, start_ns=row[1], interval_s=row[2], count=row[3],
+                        sum=row[4], min=row[5], max=row[6], last=row[7], sketch=decode_sketch(row[8]))
+
+
+def read_rollups(db: Database, name: str, start_ns: int, end_ns: int) -> list[MetricRollup]:
+    """Every series' rollups of `name` (the raw ones, not tiers) that start in [start_ns, end_ns), by start."""
+    series = {sid: (kind, codec.from_json(text, dict[str, str]))
+              for sid, kind, text in db.fetch(db.sql(_series_of), {"name": name})}
+    if not series:
+        return []
+    rows = _read(db, _rollup_rows, sorted(series), [(start_ns, end_ns)], True)
+    rows.sort(key=lambda row: row[1])
+    return [_rollup(name, *series[row[0]], row) for row in rows]
 
 
 # -- retention --------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from tocsin.ext import (
     HealthStatus,
     MetricInfo,
     MetricQuery,
+    MetricRollup,
     Page,
     SeriesPoints,
     Silence,
@@ -66,6 +67,11 @@ class SqlRecords:
         check_query(query)
         matches = compile_matchers(query.matchers)
         return await self._read(lambda db: metrics.query(db, query, matches), f"query metric {query.name!r}")
+
+    async def read_rollups(self, name: str, start_ns: int, end_ns: int) -> list[MetricRollup]:
+        """Every series' rollups of `name` that start in [start_ns, end_ns), ordered by start."""
+        return await self._read(lambda db: metrics.read_rollups(db, name, start_ns, end_ns),
+                                f"read rollups of metric {name!r}")
 
     # -- traces -----------------------------------------------------------------------------------------------
     async def get_trace(self, trace_id: str) -> list[Span]:

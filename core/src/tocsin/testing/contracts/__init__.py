@@ -14,10 +14,10 @@ yields an opened backend with nothing in it:
 The tests use only the `StorageBackend` protocol (no peeking at internals), fixed nanosecond timestamps
 (no sleeping), and log text queries made of plain words and one quoted phrase.
 
-The tests live in one mixin per area (`metrics`, `traces`, `logs`, `alerts`, `outbox`, `groups` (notification
-grouping state), `health`, `workflows`, `housekeeping`, `leases`, `feed`), each built on `base.ContractBase` and
-the record factories in `records`. The mixins are not named `Test*`, so pytest collects them only through a
-backend's subclass of `StorageBackendContract`.
+The tests live in one mixin per area (`metrics`, `rollups` (stored rollups read back), `traces`, `logs`,
+`alerts`, `outbox`, `groups` (notification grouping state), `health`, `workflows`, `housekeeping`, `leases`,
+`feed`), each built on `base.ContractBase` and the record factories in `records`. The mixins are not named
+`Test*`, so pytest collects them only through a backend's subclass of `StorageBackendContract`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from tocsin.testing.contracts.leases import LeasesContract
 from tocsin.testing.contracts.logs import LogsContract
 from tocsin.testing.contracts.metrics import MetricsContract
 from tocsin.testing.contracts.outbox import OutboxContract
+from tocsin.testing.contracts.rollups import RollupReadsContract
 from tocsin.testing.contracts.traces import TracesContract
 from tocsin.testing.contracts.workflows import WorkflowsContract
 
@@ -50,6 +51,7 @@ class StorageBackendContract(
     AlertsContract,
     LogsContract,
     TracesContract,
+    RollupReadsContract,
     MetricsContract,
 ):
     """Subclass it in a backend's tests with an async `backend` fixture yielding an opened, empty backend."""

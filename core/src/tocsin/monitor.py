@@ -94,6 +94,7 @@ class Monitor:
         self.notify = NotifyService(self)
         self.alerting = AlertingService(self, router=self.notify.router)
         self.notify.router.rule_channels = self.alerting.channels_for_rule  # rules added in code route too
+        self.alerting.windows.exclusive = self._flushing  # windows are warmed from storage between flushes
         self.services: list[Service] = [self.health, self.workflows.expectations, self.notify, self.alerting]
         """The leader work: started while this process holds the store's leader lease (`is_leader`), with the
         retention sweeper. Recording, flushing, writing workflow runs, ingest and reads run in every process."""
@@ -336,13 +337,17 @@ class Monitor:
         if loop is not None and loop.is_running() and loop is not asyncio.get_running_loop():
             await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._aflush(), loop))  # where storage lives
             return
-        if self._flush_lock is None:
-            self._flush_lock = asyncio.Lock()
-        async with self._flush_lock:
+        async with self._flushing():
             await self._flush_logs()
             await self._flush_spans()
             await self._flush_metrics()
         await self.workflows.flush()
+
+    def _flushing(self) -> asyncio.Lock:
+        """The lock every flush holds (made on first use, on the loop that flushes)."""
+        if self._flush_lock is None:
+            self._flush_lock = asyncio.Lock()
+        return self._flush_lock
 
     async def _flush_logs(self, force: bool = True) -> None:
         cuts: Counter[str] = Counter()

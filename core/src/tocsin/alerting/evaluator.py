@@ -191,7 +191,7 @@ class Evaluator:
         updates: list[Update] = []
         changes: list[RuleStatus] = []
         if self.windows is not None:
-            self.windows.follow(self.rules.values())
+            await self.windows.warm(self.rules.values(), storage)
         source = Source(storage, self.windows.cycle() if self.windows is not None else None)
         for rule in list(self.rules.values()):
             before = self.status.get(rule.name, RuleStatus(name=rule.name)).health

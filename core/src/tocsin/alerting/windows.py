@@ -7,32 +7,51 @@ the rings hold everything storage would (`answer`), with the same math as `tocsi
 
 * the metric is one this process records (declared in its `MetricsRegistry`) — a metric recorded only by
   another process, or only ingested (OTLP, the API), is read from storage;
-* the window starts after the rings began (`since`: the start of the interval being recorded when the
-  metric was first tracked), so no rollup of an earlier run or of before tracking can be missing;
+* the window starts after the rings began (`since`), so no rollup of an earlier run or of before tracking
+  can be missing;
 * the query is one point for the whole window (`step_s` None), as rules ask.
 
-Otherwise `answer` returns None and the caller queries storage. One pass serves every rule on a metric: per
-cycle, each series' window is merged once (count, sum, min, max, last; the sketch only when a percentile is
-asked), and each rule merges the series its matchers select (kept per rule until new series appear). Sums
-may differ from storage's in the last bits of a float, as any change of summation order does.
+Otherwise `answer` returns None and the caller queries storage. The rings begin at the start of the interval
+being recorded when the metric was first tracked, or one window earlier once warmed: at its cycles (`warm`),
+the evaluator fills the rings of each metric this process records whose rings do not reach back one window
+yet (just tracked, or its longest window grew) with what storage holds from one window ago on
+(`read_rollups`), so its rules are answered from memory from the first cycle of a process. Tracking and
+that read happen under `exclusive` (the monitor's flush lock): a flush comes wholly before (its rollups are
+read) or after (they are observed), never both. A metric ingested while it is read, a failed read
+(a StorageError, logged at debug) or a backend without `read_rollups` leave the rings as they were; the
+next cycle tries again, until the rings reach back one window by themselves.
+
+One pass serves every rule on a metric: per cycle, each series' window is merged once (count, sum, min,
+max, last; the sketch only when a percentile is asked), and each rule merges the series its matchers select
+(kept per rule until new series appear). Sums may differ from storage's in the last bits of a float, as any
+change of summation order does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import msgspec
 
 from tocsin.alerting.rules import CompiledRule
+from tocsin.errors import StorageError
 from tocsin.models import MetricRollup, SeriesPoints
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.matchers import compile_matchers
-from tocsin.storage.protocol import MetricQuery
+from tocsin.storage.protocol import MetricQuery, StorageBackend
 from tocsin.storage.rollups import QUANTILES, LabelKey, check_query, labels_key
+
+internal_log = logging.getLogger("tocsin")
 
 WINDOWED = ("metric", "absent")
 """Rule kinds whose reading is a metric query."""
+END_NS = 2**63 - 1
+"""The end of a warm-up read: every stored rollup from its start on (another process's clock may run ahead)."""
 
 
 class Partial:
@@ -195,7 +214,11 @@ class MetricWindows:
         self.interval_start = interval_start
         """The start of the interval the registry is recording now: what the rings see from tracking on."""
         self.enabled = True
+        self.exclusive: Callable[[], AbstractAsyncContextManager[Any]] = contextlib.nullcontext
+        """Held while metrics are tracked and warmed, so that no flush falls in between: the monitor gives its
+        flush lock (a rollup flushed then would be observed and read, or neither)."""
         self._metrics: dict[str, _Metric] = {}
+        self._warming: dict[str, bool] = {}  # metric being read -> whether it was observed meanwhile
 
     def track(self, windows: Mapping[str, int]) -> None:
         """Keep rings for these metrics (name -> longest window in ns); forget the others."""
@@ -210,20 +233,57 @@ class MetricWindows:
 
     def follow(self, rules: Iterable[CompiledRule]) -> None:
         """Track the metrics of these rules (metric and absent kinds) with their longest window."""
-        longest: dict[str, int] = {}
-        for rule in rules:
-            name = rule.config.metric
-            if rule.kind in WINDOWED and name:
-                longest[name] = max(longest.get(name, 0), round(rule.config.window * 1e9))
-        self.track(longest)
+        self.track(_longest(rules))
+
+    async def warm(self, rules: Iterable[CompiledRule], storage: StorageBackend) -> None:
+        """`follow` these rules, and first fill from storage the rings of the metrics this process records
+        whose rings do not reach back one window yet (see the module doc), under `exclusive`."""
+        windows = _longest(rules)
+        read = getattr(storage, "read_rollups", None)
+        cold = [name for name, keep_ns in windows.items() if self._cold(name, keep_ns)] if read else []
+        if not cold:
+            self.track(windows)
+            return
+        async with self.exclusive():
+            self.track(windows)
+            for name in cold:
+                await self._warm(name, read)
+
+    def _cold(self, name: str, keep_ns: int) -> bool:
+        """Whether warming would let the rings answer a window of `keep_ns` now: they start later than that."""
+        metric = self._metrics.get(name)
+        return (self.enabled and self.declared(name)
+                and (metric is None or metric.since_ns > self.interval_start() - keep_ns))
+
+    async def _warm(self, name: str, read: Callable[[str, int, int], Awaitable[list[MetricRollup]]]) -> None:
+        """Replace a metric's rings by what storage holds from one window before now on, unless the read fails
+        or the metric is observed while it runs (then the rings stay as they are, and it is tried next cycle)."""
+        keep_ns = self._metrics[name].keep_ns
+        warmed = _Metric(self.interval_start() - keep_ns, keep_ns)
+        self._warming[name] = False
+        try:
+            rollups = await read(name, warmed.since_ns, END_NS)
+        except StorageError as error:
+            internal_log.debug("tocsin: warming the alerting window of %r from storage failed: %r", name, error)
+            return
+        finally:
+            observed = self._warming.pop(name)
+        if observed:  # ingested while being read (into the rings replaced here): the read may have missed it
+            internal_log.debug("tocsin: %r was ingested while its alerting window was warmed; tried again", name)
+            return
+        for rollup in rollups:
+            warmed.add(rollup)
+        self._metrics[name] = warmed
 
     def observe(self, rollups: Iterable[MetricRollup]) -> None:
         """Take rollups that were flushed or ingested into storage by this process."""
-        metrics = self._metrics
+        metrics, warming = self._metrics, self._warming
         for rollup in rollups:
             metric = metrics.get(rollup.name)
             if metric is not None:
                 metric.add(rollup)
+            if warming and rollup.name in warming:
+                warming[rollup.name] = True
 
     def cycle(self) -> Cycle:
         """The state one evaluation cycle reads: series windows merged once, shared by every rule."""
@@ -284,6 +344,16 @@ class Cycle:
             if value is not None:
                 series.append(SeriesPoints(labels=dict(group), points=[(start, value)]))
         return series
+
+
+def _longest(rules: Iterable[CompiledRule]) -> dict[str, int]:
+    """The metrics these rules read (metric and absent kinds), each with its longest window in ns."""
+    longest: dict[str, int] = {}
+    for rule in rules:
+        name = rule.config.metric
+        if rule.kind in WINDOWED and name:
+            longest[name] = max(longest.get(name, 0), round(rule.config.window * 1e9))
+    return longest
 
 
 def _select(metric: _Metric, query: MetricQuery) -> list[LabelKey]:

@@ -1,0 +1,326 @@
+"""Warming the streaming windows from storage: a process answers metric rules from memory from its first cycle,
+with the same results as the storage query, on history an earlier run stored.
+
+The stores here are the real memory and SQLite backends, as an earlier run left them (`_remembered`: the
+history is written when the store opens) and counting the `query_metrics` calls rules make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tocsin import hookimpl
+from tocsin.alerting.sources import Source, read
+from tocsin.alerting.windows import MetricWindows
+from tocsin.builtins.memory_storage import MemoryStorage
+from tocsin.clock import VirtualClock
+from tocsin.errors import StorageError
+from tocsin.models import AGGREGATES, MetricRollup
+from tocsin.signals.sketch import LogSketch
+from tocsin.storage.protocol import MetricQuery
+from tocsin.testing import make_monitor
+
+S = 1_000_000_000
+T0 = 1_700_000_000 * S
+KINDS = {"gauge_m": "gauge", "counter_m": "counter", "hist_m": "histogram"}
+RULES = [
+    {"name": "hot", "metric": "gauge_m", "aggregate": "avg", "window": 60, "op": "gt", "threshold": -1e18},
+    {"name": "slow", "metric": "hist_m", "aggregate": "p99", "window": 300, "by": ["group"], "op": "gt",
+     "threshold": -1e18},
+    {"name": "busy", "metric": "counter_m", "aggregate": "rate", "window": 600, "op": "gt", "threshold": -1e18},
+    {"name": "samples", "metric": "gauge_m", "aggregate": "count", "window": 600, "op": "gt", "threshold": -1e18},
+    {"name": "gone", "kind": "absent", "metric": "hist_m", "window": 30, "op": "gt", "threshold": -1e18},
+]
+"""Rules on every kind of metric, whose values are always beyond their threshold (each series has an alert)."""
+
+
+def _rollups(rng: random.Random, first_s: int, last_s: int) -> list[MetricRollup]:
+    """Rollups of a gauge, a counter and a histogram every 10 s in [T0 + first_s, T0 + last_s), with gaps,
+    random label sets, and negative and zero values."""
+    out = []
+    for name, kind in KINDS.items():
+        for instance in range(rng.randint(3, 6)):
+            labels = {"instance": f"i{instance}", "group": f"g{instance % 3}"}
+            if rng.random() < 0.3:
+                labels["zone"] = rng.choice(["a", "b"])
+            for start_s in range(first_s, last_s, 10):
+                if rng.random() < 0.15:
+                    continue  # a gap
+                values = [rng.choice([0.0, -rng.random(), rng.lognormvariate(0, 1)]) for _ in range(rng.randint(1, 6))]
+                sketch = LogSketch()
+                sketch.add_many(values)
+                out.append(MetricRollup(
+                    name=name, kind=kind, labels=labels, start_ns=T0 + start_s * S, interval_s=10.0,
+                    count=len(values), sum=sum(values), min=min(values), max=max(values), last=values[-1],
+                    sketch=sketch.to_model() if kind == "histogram" else None))
+    return out
+
+
+def _random_rule(rng: random.Random, i: int, windows: list[int]) -> dict:
+    matchers = [f'{label}{rng.choice(["=", "!=", "=~"])}"{value}"' for label, value in
+                rng.sample([("instance", f"i{rng.randint(0, 6)}"), ("group", "g1"), ("zone", "a")], rng.randint(0, 2))]
+    rule = {"name": f"r{i}", "metric": rng.choice([*KINDS, "missing_m"]), "window": rng.choice(windows),
+            "matchers": matchers, "op": "gt", "threshold": 0}
+    if rng.random() < 0.2:
+        return {**rule, "kind": "absent"}
+    by = rng.sample(["instance", "group", "zone"], rng.randint(0, 2))
+    return {**rule, "aggregate": rng.choice(AGGREGATES), "by": by}
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+async def _assert_memory_equals_storage(rules, windows: MetricWindows, storage, now: int) -> int:
+    """Read every rule from the windows and from storage at `now`; both must agree. Returns how many the
+    windows answered."""
+    cycle, streamed = windows.cycle(), 0
+    for rule in rules:
+        query = MetricQuery(name=rule.config.metric, start_ns=now - round(rule.config.window * S) + 1, end_ns=now + 1)
+        streamed += windows.metric(query) is not None
+        mine, theirs = await read(rule, Source(storage, cycle), now), await read(rule, Source(storage), now)
+        assert mine.nodata == theirs.nodata, rule.config
+        assert [labels for labels, _ in mine.values] == [labels for labels, _ in theirs.values], rule.config
+        for (_, a), (_, b) in zip(mine.values, theirs.values, strict=True):
+            assert _same(a, b), (rule.config, a, b)
+    return streamed
+
+
+async def _open(backend: str, tmp_path):
+    if backend == "memory":
+        storage = MemoryStorage()
+    else:
+        sqlite = pytest.importorskip("tocsin_sqlite.storage")
+        storage = sqlite.SQLiteStorage(sqlite.SQLiteStorage.Config(path=str(tmp_path / "warm.db")))
+    await storage.open()
+    return storage
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_warmed_windows_answer_every_rule_from_the_start_as_storage_does(backend, seed, tmp_path):
+    rng = random.Random(seed)
+    storage = await _open(backend, tmp_path)
+    try:
+        await storage.write_metrics(_rollups(rng, -700, 0))  # an earlier run's history
+        interval_start = T0
+        windows = MetricWindows(declared=lambda name: True, interval_start=lambda: interval_start)
+        compiler = make_monitor()
+        rules = [compiler.alerting.compile(_random_rule(rng, i, [10, 60, 95, 300, 600])) for i in range(120)]
+        pending = sorted(_rollups(rng, 0, 300), key=lambda rollup: rollup.start_ns)  # this run's
+        await windows.warm(rules, storage)
+        assert await _assert_memory_equals_storage(rules, windows, storage, T0 + rng.randint(0, S)) == len(rules)
+        for step, now_s in enumerate(sorted(rng.sample(range(5, 300), 4))):
+            if step == 2:  # rules with a longer window: their metrics are warmed again, from further back
+                rules += [compiler.alerting.compile(_random_rule(rng, 200 + i, [1200])) for i in range(30)]
+            flushed = [rollup for rollup in pending if rollup.start_ns < T0 + now_s * S]
+            pending = pending[len(flushed):]
+            await storage.write_metrics(flushed)
+            windows.observe(flushed)
+            interval_start = T0 + now_s * S
+            await windows.warm(rules, storage)
+            now = interval_start + rng.randint(0, S)
+            assert await _assert_memory_equals_storage(rules, windows, storage, now) == len(rules)
+    finally:
+        await storage.close()
+
+
+# -- a monitor starting on a store an earlier run filled --------------------------------------------------------
+
+
+def _remembered(backend: str, history: list[MetricRollup],
+                before_read: Callable[[], Awaitable[None]] | None = None, readable: bool = True) -> object:
+    """A plugin providing the storage backend `remembered`: `backend` with `history` written when it opens,
+    counting the metric names `query_metrics` is asked for (`queried`), and awaiting `before_read` before
+    each `read_rollups` (which it lacks, as a third-party backend might, unless `readable`)."""
+    if backend == "memory":
+        base: type = MemoryStorage
+    else:
+        base = pytest.importorskip("tocsin_sqlite.backend").SQLiteBackend
+
+    class Remembered(base):  # type: ignore[misc, valid-type]
+        async def open(self) -> None:
+            await super().open()
+            await self.write_metrics(history)
+            self.queried: list[str] = []
+
+        async def query_metrics(self, query):
+            self.queried.append(query.name)
+            return await super().query_metrics(query)
+
+        async def read_rollups(self, name, start_ns, end_ns):
+            if before_read is not None:
+                await before_read()
+            return await super().read_rollups(name, start_ns, end_ns)
+
+        def __getattribute__(self, name):
+            if name == "read_rollups" and not readable:
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    class Plugin:
+        @hookimpl
+        def register_storage_backends(self, register):
+            register("remembered", Remembered)
+
+    return Plugin()
+
+
+def _monitor(plugin: object, backend: str, path, clock: VirtualClock, streaming: bool = True):
+    """A monitor on the `remembered` store that declares the metrics of `_rollups`; its alerting loop is not
+    started, so each cycle is one `evaluate` of the test."""
+    storage = {"backend": "remembered"} | ({"path": str(path)} if backend == "sqlite" else {})
+    monitor = make_monitor(plugin, clock=clock, config={"storage": storage,
+                                                        "alerting": {"rules": RULES, "streaming": streaming}})
+    monitor.services.remove(monitor.alerting)
+    for name, kind in KINDS.items():
+        getattr(monitor.metrics, kind)(name)  # declared: this process records them
+    return monitor
+
+
+def _values(alerts) -> dict[tuple[str, tuple[tuple[str, str], ...]], float | None]:
+    """Each alert's value by rule and group (its labels but the rule's own)."""
+    return {(alert.rule, tuple(sorted((label, value) for label, value in alert.labels.items()
+                                      if label not in ("alertname", "severity")))): alert.value for alert in alerts}
+
+
+def _assert_same_values(mine: dict, theirs: dict) -> None:
+    assert mine.keys() == theirs.keys()
+    for key, value in mine.items():
+        assert _same(value, theirs[key]), (key, value, theirs[key])
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_new_monitor_answers_its_rules_from_memory_at_its_first_cycle(backend, tmp_path):
+    history = _rollups(random.Random(5), -700, 0)
+    values = {}
+    for streaming in (False, True):
+        clock = VirtualClock(T0)
+        monitor = _monitor(_remembered(backend, history), backend, tmp_path / f"{streaming}.db", clock, streaming)
+        async with monitor:
+            report = await monitor.alerting.evaluate()
+            values[streaming] = _values(report.alerts)
+            queried = monitor.storage.queried
+            if streaming:
+                assert queried == []  # every rule answered from the warmed windows, none by a storage query
+                gauge = monitor.metrics.gauge("gauge_m")
+                for second in range(1, 121):  # this run records on: the windows take its flushes
+                    gauge.set(second - 60.5, instance="i0", group="g0")
+                    clock.set(T0 + second * S)
+                    if second % 10 == 0:
+                        await monitor.flush()
+                report = await monitor.alerting.evaluate()
+                assert queried == []
+                streamed = _values(await monitor.alerting.alerts())
+                rules = list(monitor.alerting.evaluator.rules.values())
+                windows = monitor.alerting.windows
+                assert await _assert_memory_equals_storage(rules, windows, monitor.storage, clock.now_ns()) == 5
+            else:
+                assert sorted(set(queried)) == ["counter_m", "gauge_m", "hist_m"]
+    _assert_same_values(values[True], values[False])
+    assert len(values[True]) == 6  # hot, slow for 3 groups, busy, samples
+    assert set(streamed) == {*values[True], ("gone", ())}  # 2 min later: this run records no histogram
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_backend_without_read_rollups_is_read_by_query_as_before(backend, tmp_path):
+    history = _rollups(random.Random(6), -700, 0)
+    clock = VirtualClock(T0)
+    async with _monitor(_remembered(backend, history, readable=False), backend, tmp_path / "run.db", clock) as monitor:
+        report = await monitor.alerting.evaluate()
+        assert sorted(set(monitor.storage.queried)) == ["counter_m", "gauge_m", "hist_m"]
+        rules = list(monitor.alerting.evaluator.rules.values())
+        assert await _assert_memory_equals_storage(rules, monitor.alerting.windows, monitor.storage, T0) == 0
+    assert len(_values(report.alerts)) == 6
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_flush_during_the_warm_up_waits_for_it_and_counts_once(backend, tmp_path):
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def gate() -> None:
+        reading.set()
+        await release.wait()
+
+    clock = VirtualClock(T0)
+    history = _rollups(random.Random(7), -700, 0)
+    async with _monitor(_remembered(backend, history, gate), backend, tmp_path / "run.db", clock) as monitor:
+        monitor.metrics.gauge("gauge_m").set(1000.0, instance="i0", group="g0")
+        clock.set(T0 + 5 * S)
+        evaluation = asyncio.create_task(monitor.alerting.evaluate())
+        await reading.wait()  # the warm-up is reading storage
+        flush = asyncio.create_task(monitor.flush())
+        done, _ = await asyncio.wait([flush], timeout=0.2)
+        assert not done  # held back by the warm-up: its rollup can only be observed after the read
+        release.set()
+        await evaluation
+        await flush
+        monitor.storage.queried.clear()
+        clock.set(T0 + 6 * S)
+        report = await monitor.alerting.evaluate()
+        assert monitor.storage.queried == []
+        rules = list(monitor.alerting.evaluator.rules.values())
+        assert await _assert_memory_equals_storage(rules, monitor.alerting.windows, monitor.storage, T0 + 6 * S) == 5
+    stored = sum(rollup.count for rollup in history if rollup.name == "gauge_m" and rollup.start_ns >= T0 - 594 * S)
+    assert _values(report.alerts)[("samples", ())] == stored + 1  # the flushed sample, counted once
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_metric_ingested_during_its_warm_up_is_warmed_at_the_next_cycle(backend, tmp_path):
+    reading, release = asyncio.Event(), asyncio.Event()
+
+    async def gate() -> None:
+        reading.set()
+        await release.wait()
+
+    clock = VirtualClock(T0)
+    history = _rollups(random.Random(8), -700, 0)
+    async with _monitor(_remembered(backend, history, gate), backend, tmp_path / "run.db", clock) as monitor:
+        evaluation = asyncio.create_task(monitor.alerting.evaluate())
+        await reading.wait()
+        late = MetricRollup(name="gauge_m", kind="gauge", labels={"instance": "i0", "group": "g0"}, start_ns=T0 - 5 * S,
+                            interval_s=5.0, count=1, sum=1000.0, min=1000.0, max=1000.0, last=1000.0)
+        await monitor.ingest("metrics", [late])  # written, then observed while the read may or may not see it
+        release.set()
+        await evaluation
+        assert "gauge_m" in monitor.storage.queried  # not warmed: its rules read storage this cycle
+        monitor.storage.queried.clear()
+        clock.set(T0 + S)
+        report = await monitor.alerting.evaluate()
+        assert monitor.storage.queried == []  # warmed at the next cycle
+        rules = list(monitor.alerting.evaluator.rules.values())
+        assert await _assert_memory_equals_storage(rules, monitor.alerting.windows, monitor.storage, T0 + S) == 5
+    stored = sum(rollup.count for rollup in history if rollup.name == "gauge_m" and rollup.start_ns >= T0 - 599 * S)
+    assert _values(report.alerts)[("samples", ())] == stored + 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_failed_warm_up_read_falls_back_to_storage_and_is_tried_again(backend, tmp_path, caplog):
+    failures = [StorageError("database is locked")]
+
+    async def fail_once() -> None:
+        if failures:
+            raise failures.pop()
+
+    clock = VirtualClock(T0)
+    history = _rollups(random.Random(9), -700, 0)
+    with caplog.at_level(logging.DEBUG, logger="tocsin"):
+        async with _monitor(_remembered(backend, history, fail_once), backend, tmp_path / "run.db", clock) as monitor:
+            await monitor.alerting.evaluate()
+            queried = sorted(set(monitor.storage.queried))
+            monitor.storage.queried.clear()
+            clock.set(T0 + S)
+            await monitor.alerting.evaluate()
+            assert monitor.storage.queried == []  # read again, and warmed, at the next cycle
+            rules = list(monitor.alerting.evaluator.rules.values())
+            assert await _assert_memory_equals_storage(rules, monitor.alerting.windows, monitor.storage, T0 + S) == 5
+    assert len(queried) == 1  # the metric whose read failed was queried from storage; the others were warmed
+    assert "database is locked" in caplog.text

@@ -20,6 +20,7 @@ parse) makes `terms_with_prefix` return None, and the search falls back to FTS5'
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from tocsin_sqlite.connection import SQLiteDatabase
@@ -77,26 +78,39 @@ def _segments(structure: bytes) -> list[_Segment]:
     return segments
 
 
-def _page_terms(page: bytes) -> list[bytes]:
-    """Every term that starts on a leaf page, in order."""
+def _page_terms(page: bytes) -> Iterator[bytes]:
+    """Every term that starts on a leaf page, in order, parsed as they are asked for (a search stops at the
+    first term past its prefix). Most varints here are one byte and read inline; a read past the page's end
+    is an IndexError, which `terms_with_prefix` takes as an unreadable page."""
     if len(page) < 4:
         raise _Unreadable("leaf page shorter than its header")
     footer = int.from_bytes(page[2:4], "big")
-    offsets, position, offset = [], footer, 0
-    while position < len(page):
-        delta, position = _varint(page, position)
+    end = len(page)
+    position, offset, term, first = footer, 0, b"", True
+    while position < end:
+        delta = page[position]
+        if delta < 0x80:
+            position += 1
+        else:
+            delta, position = _varint(page, position)
         offset += delta
-        offsets.append(offset)
-    terms: list[bytes] = []
-    for offset in offsets:
-        kept = 0
-        if terms:
-            kept, offset = _varint(page, offset)
-        size, offset = _varint(page, offset)
-        if offset + size > footer or kept > len(terms[-1] if terms else b""):
+        at, kept = offset, 0
+        if not first:  # a later term: bytes kept from the one before, then its own
+            kept = page[at]
+            if kept < 0x80:
+                at += 1
+            else:
+                kept, at = _varint(page, at)
+        first = False
+        size = page[at]
+        if size < 0x80:
+            at += 1
+        else:
+            size, at = _varint(page, at)
+        if at + size > footer or kept > len(term):
             raise _Unreadable("term runs past the page")
-        terms.append((terms[-1][:kept] if terms else b"") + page[offset : offset + size])
-    return terms
+        term = term[:kept] + page[at : at + size]
+        yield term
 
 
 class _Reader:
@@ -134,15 +148,15 @@ class _Reader:
             block = self.block((segment.segid << 37) + page)
             if block is None:
                 raise _Unreadable(f"segment {segment.segid} has no page {page}")
-            terms = _page_terms(block)
-            for term in terms:
-                if term.startswith(prefix):
-                    found.add(term)
+            last = None
+            for last in _page_terms(block):
+                if last.startswith(prefix):
+                    found.add(last)
                     if len(found) > limit:
                         return found
-                elif term > prefix:
+                elif last > prefix:
                     return found
-            page = self.page_after(segment.segid, terms[-1]) if terms else page + 1
+            page = self.page_after(segment.segid, last) if last is not None else page + 1
         return found
 
 

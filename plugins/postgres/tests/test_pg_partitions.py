@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import psycopg
-from pg_test_helpers import DSN, config, fresh_schema
-from tocsin_postgres import PostgresStorage
+from pg_test_helpers import DSN
 
 from tocsin.ext import LogQuery, MetricRollup, Retention
 from tocsin.models import LogRecord
@@ -54,29 +53,3 @@ async def test_a_record_outside_every_partition_lands_in_the_default_one(storage
     page = await storage.search_logs(LogQuery(text="future", start_ns=far, end_ns=far + 1))
     assert [hit.record.message for hit in page.items] == ["from the future"]
 
-
-async def test_the_writer_gives_a_young_partition_statistics_as_it_fills():
-    with fresh_schema() as name:
-        storage = PostgresStorage(config(name))
-        await storage.open()
-        try:
-            now = time.time_ns()
-            with psycopg.connect(DSN) as connection:
-                def analyzed() -> tuple[float, int]:
-                    return connection.execute(
-                        "SELECT c.reltuples, (SELECT count(*) FROM pg_stats s WHERE s.schemaname = %s "
-                        "AND s.tablename = c.relname AND s.attname = 'tsv') FROM pg_class c JOIN pg_inherits i "
-                        "ON i.inhrelid = c.oid WHERE i.inhparent = %s::regclass AND c.relname <> 'logs_default' "
-                        "ORDER BY c.relname LIMIT 1", (name, f'"{name}".logs')).fetchone()
-
-                await storage.write_logs([LogRecord(time_ns=now + i, level="info", message=f"line {i}")
-                                          for i in range(10)])
-                assert analyzed()[1] == 0  # a few rows: not worth an ANALYZE yet
-                for batch in range(3):
-                    await storage.write_logs([LogRecord(time_ns=now + 1000 * batch + i, level="info",
-                                                        message=f"a longer line of text number {i} in {batch}")
-                                              for i in range(1000)])
-                rows, statistics = analyzed()
-            assert statistics == 1 and rows >= 1000
-        finally:
-            await storage.close()

@@ -32,7 +32,8 @@ from tocsin_sql.logs import COLUMNS
 from tocsin.ext import LOG_LEVELS
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.fulltext import tsvector
-from tocsin_postgres.partitions import TSV_STATISTICS, analyze_young, make_partitioned
+from tocsin_postgres.partitions import TSV_STATISTICS, make_partitioned
+from tocsin_postgres.statistics import YoungPartitions
 
 TSV = "tsv"
 """The tsvector column of `logs`."""
@@ -56,7 +57,7 @@ class PostgresDialect(Dialect):
 
     def __init__(self, width_s: int) -> None:
         self._sqlalchemy = pg_psycopg.dialect(paramstyle="format")
-        self.width_s = width_s
+        self.young = YoungPartitions(width_s)
 
     @property
     def sqlalchemy(self) -> sa.engine.Dialect:
@@ -81,10 +82,10 @@ class PostgresDialect(Dialect):
 
     def insert_logs(self, db: Database, insert: Compiled, rows: Sequence[Sequence[Any]]) -> None:
         """COPY the rows with their tsvector (built from the message, the row's tenth column), then give the
-        partitions they filled statistics if they are young and have none for their size (`analyze_young`)."""
+        partitions they filled statistics if they are young and have none for their size (`YoungPartitions`)."""
         assert isinstance(db, PostgresDatabase)
         db.copy_rows("logs", LOG_COLUMNS, [(*row, tsvector(row[9])) for row in rows])
-        analyze_young(db, [row[0] for row in rows], self.width_s)
+        self.young.analyze(db, [row[0] for row in rows])
 
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:
         """Nothing: deleting a row removes its index entries."""

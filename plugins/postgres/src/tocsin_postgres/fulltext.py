@@ -21,7 +21,7 @@ from tocsin.ext import AllOf, AnyOf, Node, Not, Term, tokenize
 
 MAX_TOKEN_BYTES = 2046
 MAX_INDEXED_CHARS = 200_000
-_FOLD_ASCII = bytes(
+FOLD_ASCII = bytes(
     byte + 32 if 0x41 <= byte <= 0x5A else byte if chr(byte).isascii() and chr(byte).isalnum() else 0x20
     for byte in range(256)
 )
@@ -50,7 +50,7 @@ def tsvector(message: str) -> str:
     The common message, ASCII and too short to hold an overlong token, costs two C calls: one translate into
     its tokens, one format into the literal (a fifth of the time of tokenizing and joining in Python)."""
     if len(message) <= MAX_TOKEN_BYTES and message.isascii():
-        tokens = message.encode().translate(_FOLD_ASCII).split()
+        tokens = message.encode().translate(FOLD_ASCII).split()
         return (_positioned(len(tokens)) % tuple(tokens)).decode()
     text = message[:MAX_INDEXED_CHARS]
     tokens = tokenize(text)

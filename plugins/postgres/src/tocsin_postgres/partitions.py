@@ -11,22 +11,12 @@ retention sweep (the leader's). A sweep first drops every partition that ends at
 catalog change, however many rows it held), then deletes the rest row by row as on SQLite: the default
 partition and the one partition the cutoff falls in.
 
-A new partition has no planner statistics until something ANALYZEs it, and without them the planner guesses
-that any searched word is common, walking the whole partition for a word it never holds (13 ms for a rare
-code in a 30,000-row partition, 0.1 ms with statistics). Autovacuum analyzes it only after a minute at best,
-and not at all where it is turned off, so the log writer gives young partitions their statistics itself
-(`analyze_young`): a partition is analyzed, in the writing transaction, when it reaches FIRST_PAGES and each
-time it doubles since, until it has YOUNG_PAGES; past that size autovacuum keeps them fresh, and the
-planner scales the row counts of older statistics to the partition's current size anyway.
-
 `spans` is not partitioned: a span id must be unique across the table (a later write of the same span
 replaces it, `ON CONFLICT (span_id)`), and a partitioned table can only enforce uniqueness on keys that
 include its partition key. Spans are swept by chunked deletes, as on SQLite.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 from psycopg import errors as pg_errors
 from tocsin_sql.logkeys import BUCKET_SHIFT, SLOT_BITS, bucket_of, first_id
@@ -42,15 +32,6 @@ TSV_STATISTICS = "ALTER TABLE {table} ALTER COLUMN tsv SET STATISTICS 1000"
 """How closely ANALYZE samples the search vectors: with the default (100) a word found in a handful of rows is
 estimated at thousands, and the planner walks the whole primary key looking for the newest 100 of them; with
 1000 it reads the GIN index for rare words (0.2 ms instead of 300 ms at a million rows)."""
-
-FIRST_PAGES = 32
-"""Heap pages (8 kB) at which a partition of logs is first analyzed by the writer: about 1,000 rows."""
-YOUNG_PAGES = 2048
-"""Heap pages (16 MB, about 60,000 rows) past which the writer leaves a partition's statistics to autovacuum;
-the last ANALYZE the writer runs (under 4096 pages) takes about 0.1 s."""
-_ANALYZED = "id, time_ns, level, service, logger, trace_id, span_id, execution_id, step, tsv"
-"""The columns searches filter on: the message and attributes, the widest, are never compared."""
-
 
 def key_of(table: str, time_ns: int) -> int:
     """The partition key value where `time_ns` begins in `table` (log ids are time keys)."""
@@ -93,7 +74,7 @@ def ensure(db: PostgresDatabase, now_ns: int, width_s: int) -> list[str]:
             end = start + width_s
             if any(start < e and s < end for s, e in have):
                 continue
-            name = f"{table}_p{start}_{end}"
+            name = partition_name(table, start, width_s)
             lo, hi = key_of(table, start * SECOND), key_of(table, end * SECOND)
             try:
                 with db.connection.transaction():
@@ -106,32 +87,16 @@ def ensure(db: PostgresDatabase, now_ns: int, width_s: int) -> list[str]:
     return created
 
 
-def _name(table: str, start_s: int, width_s: int) -> str:
+def partition_name(table: str, start_s: int, width_s: int) -> str:
+    """The name of the partition of `table` for the window that starts at `start_s`."""
     return f"{table}_p{start_s}_{start_s + width_s}"
 
 
-def _log_window(log_id: int, width_s: int) -> int:
+def log_window(log_id: int, width_s: int) -> int:
     """The start (s) of the window whose partition holds this log id: the last window that begins at or before
     the end of the id's bucket (a partition's bounds are the first ids of the buckets its times begin in)."""
     bucket_end_ns = (((log_id >> SLOT_BITS) + 1) << BUCKET_SHIFT) - 1
     return bucket_end_ns // SECOND // width_s * width_s
-
-
-def analyze_young(db: PostgresDatabase, log_ids: Sequence[int], width_s: int) -> list[str]:
-    """ANALYZE the partitions just written to (those of the batch's first and last ids) that have no statistics
-    for their size: at FIRST_PAGES, then each time they double, while smaller than YOUNG_PAGES; their names."""
-    if not log_ids:
-        return []
-    names = sorted({_name("logs", _log_window(log_id, width_s), width_s) for log_id in (min(log_ids), max(log_ids))})
-    due = db.fetch(
-        "SELECT c.relname FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace "
-        "AND c.relname = ANY(%s) AND c.relpages < %s "
-        "AND pg_relation_size(c.oid) >= greatest(2 * c.relpages, %s)::bigint * current_setting('block_size')::int",
-        (names, YOUNG_PAGES, FIRST_PAGES),
-    )
-    for (name,) in due:
-        db.run(f"ANALYZE {name} ({_ANALYZED})")
-    return [name for (name,) in due]
 
 
 def drop_before(db: PostgresDatabase, table: str, cutoff_ns: int) -> int:

@@ -16,9 +16,11 @@ one through `snippet()` cut to 32 tokens. This module reproduces both from the m
 
 from __future__ import annotations
 
+import functools
 import re
 
 from tocsin.ext import AllOf, AnyOf, Node, Term, token_spans
+from tocsin_postgres.fulltext import FOLD_ASCII
 
 SNIPPET_CHARS = 200
 SNIPPET_TOKENS = 32
@@ -28,12 +30,14 @@ _SENTENCE_END = re.compile(r"[.:][ \t\n\r]+$")
 _ASCII_TOKEN = re.compile("[0-9A-Za-z]+")
 
 
-def spans(message: str) -> list[tuple[int, int, str]]:
-    """Each token of a message as (start, end, folded token): `tocsin.ext.token_spans`, with a path for ASCII
-    text (where a token is a run of letters and digits, lower-cased) several times quicker."""
+def spans(message: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """The folded tokens of a message and where each stands (start, end): `tocsin.ext.token_spans`, with a path
+    for ASCII text (where a token is a run of letters and digits, lower-cased) twice as quick."""
     if message.isascii():
-        return [(match.start(), match.end(), match.group().lower()) for match in _ASCII_TOKEN.finditer(message)]
-    return token_spans(message)
+        tokens = message.encode().translate(FOLD_ASCII).decode().split()
+        return tokens, [match.span() for match in _ASCII_TOKEN.finditer(message)]
+    found = token_spans(message)
+    return [token for _, _, token in found], [(start, end) for start, end, _ in found]
 
 
 def _phrases(node: Node | None) -> list[Term]:
@@ -50,6 +54,10 @@ def _instances(terms: list[Term], tokens: list[str]) -> list[tuple[int, int, int
     found = []
     for number, term in enumerate(terms):
         *head, last = term.tokens
+        if not head:  # one word, the common case: no slices to compare
+            found += [(i, i, number) for i, token in enumerate(tokens)
+                      if (token.startswith(last) if term.prefix else token == last)]
+            continue
         width = len(term.tokens)
         for i in range(len(tokens) - width + 1):
             end = tokens[i + width - 1]
@@ -103,11 +111,30 @@ def _window(message: str, spans: list[tuple[int, int]], instances: list[tuple[in
     return best_start
 
 
+@functools.lru_cache(maxsize=256)
+def _words(expr: Node) -> re.Pattern[str] | None:
+    """For a query whose positive terms are all single ASCII words (or prefixes): a pattern matching each whole
+    ASCII token they find; None for any other query. Such instances are single tokens, one per token however
+    many terms find it, never merged with their neighbours, so marking them is one `re.sub`."""
+    terms = _phrases(expr)
+    if not terms or any(len(term.tokens) != 1 or not term.tokens[0].isascii() for term in terms):
+        return None
+    words = "|".join(re.escape(term.tokens[0]) + ("[0-9A-Za-z]*" if term.prefix else "") for term in terms)
+    return re.compile(f"(?<![0-9A-Za-z])(?:{words})(?![0-9A-Za-z])", re.IGNORECASE | re.ASCII)
+
+
 def mark(message: str, expr: Node) -> str:
-    """The hit's snippet: the message highlighted whole up to 200 characters, else a 32-token window of it."""
-    found = spans(message)
-    tokens = [token for _, _, token in found]
-    places = [(start, end) for start, end, _ in found]
+    """The hit's snippet: the message highlighted whole up to 200 characters, else a 32-token window of it.
+    A short ASCII message found by single words (the common hit) is marked by one regular expression."""
+    words = _words(expr) if len(message) <= SNIPPET_CHARS and message.isascii() else None
+    if words is not None:
+        return words.sub(r"[\g<0>]", message)
+    return marked(message, expr)
+
+
+def marked(message: str, expr: Node) -> str:
+    """`mark` token by token, for any message and query."""
+    tokens, places = spans(message)
     instances = _instances(_phrases(expr), tokens)
     first, last = 0, len(places) - 1
     if len(message) > SNIPPET_CHARS:

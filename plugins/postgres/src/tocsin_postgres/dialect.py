@@ -50,6 +50,11 @@ _EXTRAS = (
 )
 
 
+def _below_warning(row: Sequence[Any]) -> bool:
+    """Whether a stored row (level third) is below warning: the sort key that groups a batch's rows by it."""
+    return row[2] < WARNING
+
+
 class PostgresDialect(Dialect):
     """PostgreSQL 13+ through psycopg 3 (positional `%s` parameters), logs in partitions `width_s` seconds wide."""
 
@@ -84,7 +89,8 @@ class PostgresDialect(Dialect):
         """COPY the rows with their tsvector (built from the message, the row's tenth column), then give the
         partitions they filled statistics if they are young and have none for their size (`YoungPartitions`)."""
         assert isinstance(db, PostgresDatabase)
-        db.copy_rows("logs", LOG_COLUMNS, [(*row, tsvector(row[9])) for row in rows])
+        grouped = sorted(rows, key=_below_warning)  # stable: warning-or-worse rows first, each group in id order
+        db.copy_rows("logs", LOG_COLUMNS, ((*row, tsvector(row[9])) for row in grouped))
         self.young.analyze(db, [row[0] for row in rows])
 
     def unindex_logs(self, db: Database, rows: Sequence[Sequence[Any]]) -> None:

@@ -42,7 +42,7 @@ from tocsin_sql.logkeys import LogKeys, assign_ids
 from tocsin_sql.migrations import create_table
 from tocsin_sql.schema import metadata
 from tocsin_sqlite import SQLiteStorage
-from tocsin_sqlite.dialect import FTS_DDL
+from tocsin_sqlite.dialect import LEVEL_TOKENS, SQLiteDialect
 
 from tocsin.models import LOG_LEVELS, LogRecord, MetricRollup
 from tocsin.signals.sketch import LogSketch
@@ -122,7 +122,7 @@ class Reference:
         db = SQLiteDatabase(self.connection, storage._statements, None, None, "reference")  # type: ignore[arg-type]
         for table in metadata.sorted_tables:
             create_table(db, table)
-        self.connection.execute(FTS_DDL)
+        SQLiteDialect().create_extras(db)
 
     def write(self, rows: list[tuple]) -> None:
         """Insert one batch in one transaction, FTS5 rows explicitly (ids assigned outside the timing)."""
@@ -130,7 +130,7 @@ class Reference:
         c.execute("BEGIN IMMEDIATE")
         c.executemany(self.INSERT, rows)
         c.executemany("INSERT INTO logs_fts (rowid, message, level) VALUES (?, ?, ?)",
-                      [(row[0], row[6], row[2]) for row in rows])
+                      [(row[0], row[6], LEVEL_TOKENS[row[2]]) for row in rows])
         c.execute("COMMIT")
 
     def keyed(self, rows: list[tuple]) -> list[tuple]:

@@ -14,7 +14,7 @@ from tocsin_sqlite import SQLiteStorage
 
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.errors import SchemaVersionError, StorageError
-from tocsin.models import GroupState, MetricRollup, NotifyGroup, RepeatMark
+from tocsin.models import GroupState, LogRecord, MetricRollup, NotifyGroup, RepeatMark
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.protocol import LogQuery, MetricQuery
 
@@ -102,6 +102,19 @@ GROUP_TABLES = ("notify_groups", "notify_members", "notify_marks")
 """The notification grouping state tables, added in version 4."""
 
 
+V4_LOG_INDEX = ("CREATE VIRTUAL TABLE logs_fts USING fts5(message, level, content='logs', content_rowid='id', "
+                "tokenize='unicode61 remove_diacritics 1', columnsize=0)")
+"""The log index up to version 4: the level column held the level's digit."""
+
+
+def _rewind_log_index(connection: sqlite3.Connection) -> None:
+    """Back to the version-4 log index (digits for levels), rebuilt from what `logs` holds."""
+    connection.execute("DROP TABLE logs_fts")
+    connection.execute("DROP VIEW logs_fts_source")
+    connection.execute(V4_LOG_INDEX)
+    connection.execute("INSERT INTO logs_fts (rowid, message, level) SELECT id, message, level FROM logs")
+
+
 def _build_v1(path) -> None:
     """A version-1 database holding metrics and one log line, written the way version 1 wrote them."""
     prepared = metrics.prepare(_rollups())
@@ -167,6 +180,7 @@ async def test_a_version_2_file_gets_the_leases_table_and_keeps_its_data(tmp_pat
     with sqlite3.connect(path) as connection:  # back to what version 2 wrote: no leases or grouping tables
         for table in ("leases", *GROUP_TABLES):
             connection.execute(f"DROP TABLE {table}")
+        _rewind_log_index(connection)
         connection.execute("UPDATE schema_version SET version = 2, description = 'created at version 2'")
     connection.close()
     assert "leases" not in {name for _, name, _ in _schema(path)}
@@ -198,6 +212,7 @@ async def test_a_version_3_file_gets_the_grouping_tables_and_keeps_its_data(tmp_
     with sqlite3.connect(path) as connection:  # back to what version 3 wrote: no grouping tables
         for table in GROUP_TABLES:
             connection.execute(f"DROP TABLE {table}")
+        _rewind_log_index(connection)
         connection.execute("UPDATE schema_version SET version = 3, description = 'created at version 3'")
     connection.close()
     upgraded = SQLiteStorage(config(path))
@@ -217,6 +232,37 @@ async def test_a_version_3_file_gets_the_grouping_tables_and_keeps_its_data(tmp_
     await new_storage.open()
     await new_storage.close()
     assert _schema(path) == _schema(fresh)
+
+
+async def test_a_version_4_file_gets_its_log_index_rebuilt_with_level_tokens(tmp_path):
+    path = tmp_path / "v4.db"
+    storage = SQLiteStorage(config(path))
+    await storage.open()
+    levels = ["debug", "info", "warning", "error", "critical"]
+    await storage.write_logs([LogRecord(time_ns=T0 + n * SECOND, level=levels[n % 5], message=f"disk event {n}")
+                              for n in range(50)])
+    await storage.close()
+    with sqlite3.connect(path) as connection:
+        _rewind_log_index(connection)
+        connection.execute("UPDATE schema_version SET version = 4, description = 'created at version 4'")
+    connection.close()
+    upgraded = SQLiteStorage(config(path))
+    await upgraded.open()
+    try:
+        assert upgraded.schema_found == 4
+        for query, wanted in [(LogQuery(text="disk", level="warning", limit=100), {"warning", "error", "critical"}),
+                              (LogQuery(text="disk level:info level:critical", limit=100), {"info", "critical"}),
+                              (LogQuery(text="-level:debug", limit=100), {"info", "warning", "error", "critical"})]:
+            page = await upgraded.search_logs(query)
+            assert {hit.record.level for hit in page.items} == wanted
+            assert page.total == len(page.items) == 10 * len(wanted)
+    finally:
+        await upgraded.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('integrity-check', 1)")  # index == view
+        versions = [row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")]
+    connection.close()
+    assert versions[-1] == SCHEMA_VERSION == 5
 
 
 async def test_reopening_a_current_file_changes_nothing(tmp_path):

@@ -92,3 +92,7 @@ class Dialect(ABC):
     @abstractmethod
     def create_extras(self, db: Database) -> None:
         """Create what the Core metadata cannot express (full-text index on logs, ...) on a new database."""
+
+    def reindex_logs(self, db: Database) -> None:  # noqa: B027 - optional: most dialects have nothing to do
+        """Rebuild the full-text index where its layout changed (schema version 5: SQLite's level tokens); a
+        dialect whose index did not change keeps this, which does nothing."""

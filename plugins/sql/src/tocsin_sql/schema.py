@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """1: the first release. 2: metric_tiers (per-minute and per-hour merges of every series), backfilled.
 3: leases (which process leads: runs the evaluator, dispatcher, health checks and sweeps).
 4: notify_groups, notify_members, notify_marks (notification grouping state that survives a restart)."""

@@ -1,12 +1,15 @@
 """SQLite's side of the tocsin-sql seam: upserts, min/max, and the FTS5 index over log messages.
 
-The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`),
+The full-text index is an FTS5 external-content table over `logs` (the text is stored once, in `logs`, read
+through the view `logs_fts_source` of exactly what is indexed),
 filled explicitly per batch rather than by a trigger, which halves ingest cost (PERFORMANCE.md section 4),
 and from the rows just inserted (`INSERT … SELECT`), one statement that runs without holding Python's GIL
 where binding every message again would take it per row.
 It indexes two columns: `message` with the unicode61 tokenizer that `tocsin.storage.tokens` reproduces, and
-`level` (the level's digit), so "warning or worse" is answered by the index and a search's total is a
-count over the index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
+`level` as tokens (`LEVEL_TOKENS`): `l<code>` for the level itself and `g<t>` for every level t it is at or
+above, so "warning or worse" is the one token `g2` (at 1M rows a term + warning-or-worse count took 0.43 ms
+against 0.63 ms for the OR of three level digits, schema version 5) and a search's total is a count over the
+index alone. `columnsize=0` drops per-row token counts, which only ranking would use.
 """
 
 from __future__ import annotations
@@ -19,21 +22,29 @@ from sqlalchemy.dialects import sqlite
 from tocsin_sql.database import Compiled, Database
 from tocsin_sql.dialect import Dialect
 
+from tocsin.ext import LOG_LEVELS
+
 FTS_TABLE = "logs_fts"
+FTS_SOURCE = "logs_fts_source"
+LEVEL_TOKENS = tuple(f"l{code}" + "".join(f" g{t}" for t in range(1, code + 1)) for code in range(len(LOG_LEVELS)))
+"""The index's `level` column for each level code: `l<code>`, then `g1` … `g<code>` ("this level or worse")."""
+_LEVEL_SQL = "CASE level " + " ".join(f"WHEN {code} THEN '{words}'" for code, words in enumerate(LEVEL_TOKENS)) + " END"
+SOURCE_DDL = f"CREATE VIEW {FTS_SOURCE} AS SELECT id, message, {_LEVEL_SQL} AS level FROM logs"
+"""What the index holds, row by row: FTS5 reads it back for highlights and checks itself against it."""
 FTS_DDL = (
-    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(message, level, content='logs', content_rowid='id', "
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(message, level, content='{FTS_SOURCE}', content_rowid='id', "
     "tokenize='unicode61 remove_diacritics 1', columnsize=0)"
 )
 _INDEX = f"INSERT INTO {FTS_TABLE}(rowid, message, level) VALUES (?, ?, ?)"
-_INDEX_ABOVE = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT id, message, level FROM logs WHERE id > ?"
-_INDEX_ALL = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT id, message, level FROM logs"
+_INDEX_ABOVE = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT * FROM {FTS_SOURCE} WHERE id > ?"
+_INDEX_ALL = f"INSERT INTO {FTS_TABLE}(rowid, message, level) SELECT * FROM {FTS_SOURCE}"
 _TOP = "SELECT max(id) FROM logs"
 _UNINDEX = f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, message, level) VALUES ('delete', ?, ?, ?)"
 
 
 def _fts_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, Any, Any]]:
-    """(rowid, message, level) of stored log rows (`tocsin_sql.logs.COLUMNS` order)."""
-    return [(row[0], row[9], row[2]) for row in rows]
+    """(rowid, message, level tokens) of stored log rows (`tocsin_sql.logs.COLUMNS` order)."""
+    return [(row[0], row[9], LEVEL_TOKENS[row[2]]) for row in rows]
 
 
 class SQLiteDialect(Dialect):
@@ -84,5 +95,14 @@ class SQLiteDialect(Dialect):
         return {name for (name,) in rows}
 
     def create_extras(self, db: Database) -> None:
-        """The FTS5 index over logs."""
+        """The FTS5 index over logs (through the view of what it holds)."""
+        db.run(SOURCE_DDL)
         db.run(FTS_DDL)
+
+    def reindex_logs(self, db: Database) -> None:
+        """The FTS5 index built anew from `logs`, with the level tokens of schema version 5 (a file of a million
+        records takes about ten seconds), merged into one segment."""
+        db.run(f"DROP TABLE {FTS_TABLE}")
+        self.create_extras(db)
+        db.run(_INDEX_ALL)
+        db.run(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')")

@@ -2,7 +2,8 @@
 
 The text of a query is parsed by `tocsin.storage.logquery` (the one language every backend speaks) and reaches
 MATCH only as `ParsedQuery.to_fts5()`, every token quoted, restricted to the message column. The index also
-holds each row's level, so "warning or worse" is answered inside MATCH (`level : ("3" OR "4")`), for counts
+holds each row's level as tokens (`tocsin_sqlite.dialect.LEVEL_TOKENS`), so "warning or worse" is answered
+inside MATCH (`level : "g2"`, one token; any other set of levels is the OR of their `l<code>`), for counts
 and pages alike: FTS5 intersects the two doclists, which at a million rows beats fetching each matching row to
 check its level (a common word with "critical" only: 3.5 ms -> 0.6 ms; a word with a few matches pays
 ~0.15 ms more). The other field filters (service, logger, trace, span, execution, step) are WHERE
@@ -182,7 +183,11 @@ def _match(db: SQLiteDatabase, search: Plan) -> str | None:
         text = f"message : ({msgspec.structs.replace(search.text, expr=expr).to_fts5()})"
     if search.levels is None:
         return text
-    levels = "level : (" + " OR ".join(f'"{code}"' for code in search.levels) + ")"
+    first = search.levels[0]
+    if search.levels == tuple(range(first, len(LOG_LEVELS))):  # this level or worse: one token
+        levels = f'level : "g{first}"'
+    else:
+        levels = "level : (" + " OR ".join(f'"l{code}"' for code in search.levels) + ")"
     return levels if text is None else f"{text} AND {levels}"
 
 

@@ -6,9 +6,10 @@ use, so a query finds exactly the records it finds on SQLite. Levels and the fie
 trace, span, execution, step) are `= ANY(array)` conditions on the row; a time range is both an id range
 (ids are time keys, `tocsin_sql.logkeys`, so the primary key narrows it) and a check of `time_ns`.
 
-The planner picks between walking the primary key backwards, checking each row's tsvector, and stopping after
-`limit` matches (a common word), or the GIN index (a rare word), then sorting the few matches. Snippets are
-marked as FTS5 marks them (`tocsin_postgres.snippets`).
+The planner picks between walking the primary key backwards (or, for "warning or worse", the partial index of
+those rows' ids, `tocsin_postgres.dialect`), checking each row's tsvector, and stopping after `limit` matches
+(a common word), or the GIN index (a rare word), then sorting the few matches. Snippets are marked as FTS5
+marks them (`tocsin_postgres.snippets`).
 
 `Page.total` is exact up to TOTAL_LIMIT matches and None beyond (or past COUNT_BUDGET_MS): the count stops
 there.

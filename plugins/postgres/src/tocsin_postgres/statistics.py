@@ -2,12 +2,13 @@
 
 A new partition has no statistics until something ANALYZEs it, and without them the planner guesses that any
 searched word is common: it walks the whole partition for a word it never holds (13 ms for a rare code in a
-30,000-row partition, 0.5 ms with statistics). Autovacuum analyzes a partition a minute later at best, and
-not at all where it is turned off, so the log writer does it for young partitions, in the writing
-transaction (ANALYZE counts the transaction's own rows): when one reaches FIRST_PAGES, then each time it
-doubles, until it has YOUNG_PAGES. Older partitions are left to autovacuum; the planner scales the row counts
-of their statistics to their current size anyway, and a partition's first 50,000 rows say well enough which
-words are rare.
+30,000-row partition; 0.5 ms with statistics and a short GIN pending list, `tocsin_postgres.dialect`).
+Autovacuum analyzes a partition a minute later at best, and not at all where it is turned off, so the log
+writer does it for young partitions, in the writing transaction (ANALYZE counts the transaction's own rows;
+SKIP_LOCKED, so a write never waits for a VACUUM of the partition): when one reaches FIRST_PAGES, then each
+time it doubles, until it has YOUNG_PAGES. Older partitions are left to autovacuum; the planner scales the row
+counts of their statistics to their current size anyway, and a partition's first 50,000 rows say well enough
+which words are rare.
 """
 
 from __future__ import annotations
@@ -51,5 +52,5 @@ class YoungPartitions:
         self._settled |= {name for name in names if name not in found or found[name][0]}
         analyzed = sorted(name for name, (grown, due) in found.items() if due and not grown)
         for name in analyzed:
-            db.run(f"ANALYZE {name} ({_COLUMNS})")
+            db.run(f"ANALYZE (SKIP_LOCKED) {name} ({_COLUMNS})")
         return analyzed

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tocsin_sql.logs import COLUMNS
+
 from tocsin_postgres.database import PostgresDatabase
 from tocsin_postgres.partitions import log_window, partition_name
 
@@ -23,7 +25,7 @@ FIRST_PAGES = 32
 YOUNG_PAGES = 2048
 """Heap pages (16 MB, about 60,000 rows) from which the writer leaves a partition to autovacuum; the last
 ANALYZE it runs, on at most twice as many pages, takes about 0.1 s."""
-_COLUMNS = "id, time_ns, level, service, logger, trace_id, span_id, execution_id, step, tsv"
+_COLUMNS = ", ".join([*(column.key for column in COLUMNS if column.key not in ("message", "attributes")), "tsv"])
 """The columns searches filter on: the message and attributes, the widest, are never compared."""
 _DUE = (
     "SELECT c.relname, c.relpages >= %s, pg_relation_size(c.oid) >= greatest(2 * c.relpages, %s)::bigint "

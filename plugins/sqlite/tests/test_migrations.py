@@ -115,6 +115,17 @@ def _rewind_log_index(connection: sqlite3.Connection) -> None:
     connection.execute("INSERT INTO logs_fts (rowid, message, level) SELECT id, message, level FROM logs")
 
 
+def _rewind(path, version: int, dropped: tuple[str, ...] = ()) -> None:
+    """Turn a current file back into what `version` wrote: without the tables added since, old log index."""
+    with sqlite3.connect(path) as connection:
+        for table in dropped:
+            connection.execute(f"DROP TABLE {table}")
+        _rewind_log_index(connection)
+        connection.execute("UPDATE schema_version SET version = ?, description = ?",
+                           (version, f"created at version {version}"))
+    connection.close()
+
+
 def _build_v1(path) -> None:
     """A version-1 database holding metrics and one log line, written the way version 1 wrote them."""
     prepared = metrics.prepare(_rollups())
@@ -177,12 +188,7 @@ async def test_a_version_2_file_gets_the_leases_table_and_keeps_its_data(tmp_pat
     await storage.open()
     await storage.write_metrics(_rollups()[:10])
     await storage.close()
-    with sqlite3.connect(path) as connection:  # back to what version 2 wrote: no leases or grouping tables
-        for table in ("leases", *GROUP_TABLES):
-            connection.execute(f"DROP TABLE {table}")
-        _rewind_log_index(connection)
-        connection.execute("UPDATE schema_version SET version = 2, description = 'created at version 2'")
-    connection.close()
+    _rewind(path, 2, ("leases", *GROUP_TABLES))
     assert "leases" not in {name for _, name, _ in _schema(path)}
     upgraded = SQLiteStorage(config(path))
     await upgraded.open()
@@ -209,12 +215,7 @@ async def test_a_version_3_file_gets_the_grouping_tables_and_keeps_its_data(tmp_
     await storage.write_metrics(_rollups()[:10])
     assert await storage.acquire_lease("leader", "a", 15, T0)
     await storage.close()
-    with sqlite3.connect(path) as connection:  # back to what version 3 wrote: no grouping tables
-        for table in GROUP_TABLES:
-            connection.execute(f"DROP TABLE {table}")
-        _rewind_log_index(connection)
-        connection.execute("UPDATE schema_version SET version = 3, description = 'created at version 3'")
-    connection.close()
+    _rewind(path, 3, GROUP_TABLES)
     upgraded = SQLiteStorage(config(path))
     await upgraded.open()
     try:
@@ -242,10 +243,7 @@ async def test_a_version_4_file_gets_its_log_index_rebuilt_with_level_tokens(tmp
     await storage.write_logs([LogRecord(time_ns=T0 + n * SECOND, level=levels[n % 5], message=f"disk event {n}")
                               for n in range(50)])
     await storage.close()
-    with sqlite3.connect(path) as connection:
-        _rewind_log_index(connection)
-        connection.execute("UPDATE schema_version SET version = 4, description = 'created at version 4'")
-    connection.close()
+    _rewind(path, 4)
     upgraded = SQLiteStorage(config(path))
     await upgraded.open()
     try:

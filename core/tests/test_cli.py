@@ -57,6 +57,19 @@ def test_plugins_json_includes_entry_point_plugins_and_failures(fake_dist):
     assert result.stderr.strip() == expected
 
 
+def test_ctrl_c_while_plugins_load_aborts_without_a_traceback(fake_dist):
+    root = fake_dist("tocsin-slow", "1.0.0", "tocsin_slow", """
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C while this plugin is imported
+    """)
+    result = run("plugins", env={"PYTHONPATH": str(root)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Aborted!"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
 def test_config_check_good_file(tmp_path):
     path = tmp_path / "tocsin.toml"
     path.write_text('service = "shop"\n[[channels]]\nname = "ops"\ntype = "log"\n')

@@ -95,3 +95,6 @@ def main(argv: list[str] | None = None) -> None:
     except TocsinError as error:
         click.echo(f"tocsin: error: {error}", err=True)
         sys.exit(ConfigFileMissing.exit_code if isinstance(error, ConfigFileMissing) else 1)
+    except KeyboardInterrupt:  # Ctrl-C while plugins load, before click's own handler runs: the same answer
+        click.echo("Aborted!", err=True)
+        sys.exit(1)

@@ -133,6 +133,28 @@ async def test_warmed_windows_answer_every_rule_from_the_start_as_storage_does(b
         await storage.close()
 
 
+async def test_streaming_resumes_with_the_rollups_others_wrote_while_it_was_off():
+    rng = random.Random(4)
+    storage, interval_start = MemoryStorage(), T0
+    windows = MetricWindows(declared=lambda name: True, interval_start=lambda: interval_start)
+    compiler = make_monitor()
+    rules = [compiler.alerting.compile(_random_rule(rng, i, [60, 300])) for i in range(60)]
+    await windows.warm(rules, storage)
+    mine, theirs = _rollups(rng, 0, 200), _rollups(rng, 0, 200)
+    for rollup in theirs:
+        rollup.labels = {**rollup.labels, "process": "other"}
+    await storage.write_metrics(mine)
+    windows.observe(mine)
+    windows.enabled = False  # another process writes metrics: rules read storage meanwhile
+    await storage.write_metrics(theirs)  # never observed here
+    interval_start = T0 + 200 * S
+    await windows.warm(rules, storage)
+    windows.enabled = True  # the other process has stopped for a lease length, less than the rules' windows
+    interval_start += 60 * S
+    await windows.warm(rules, storage)
+    assert await _assert_memory_equals_storage(rules, windows, storage, interval_start) == len(rules)
+
+
 # -- a monitor starting on a store an earlier run filled --------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tocsin import hookimpl
+from tocsin import Monitor, hookimpl
 from tocsin.alerting.sources import Source, read
 from tocsin.alerting.windows import MetricWindows
 from tocsin.builtins.memory_storage import MemoryStorage
@@ -146,6 +146,7 @@ async def test_streaming_resumes_with_the_rollups_others_wrote_while_it_was_off(
     await storage.write_metrics(mine)
     windows.observe(mine)
     windows.enabled = False  # another process writes metrics: rules read storage meanwhile
+    windows.reset()  # as the alerting service does then
     await storage.write_metrics(theirs)  # never observed here
     interval_start = T0 + 200 * S
     await windows.warm(rules, storage)
@@ -346,3 +347,41 @@ async def test_a_failed_warm_up_read_falls_back_to_storage_and_is_tried_again(ba
             assert await _assert_memory_equals_storage(rules, monitor.alerting.windows, monitor.storage, T0 + S) == 5
     assert len(queried) == 1  # the metric whose read failed was queried from storage; the others were warmed
     assert "database is locked" in caplog.text
+
+
+async def test_the_leader_streams_again_with_what_another_writer_stored_in_its_window(tmp_path):
+    tocsin_sqlite = pytest.importorskip("tocsin_sqlite")
+    clock = VirtualClock(T0)
+    rule = {"name": "hot", "metric": "temp", "aggregate": "avg", "window": "5m", "by": ["room"], "op": "gt",
+            "threshold": 50}
+
+    def monitor_on() -> Monitor:
+        monitor = make_monitor(tocsin_sqlite, clock=clock, config={
+            "storage": {"backend": "sqlite", "path": str(tmp_path / "shared.db"), "leader_lease": "1h"},
+            "metrics": {"flush_interval": "10s"}, "alerting": {"rules": [rule]}})
+        monitor.services.remove(monitor.alerting)  # evaluation is driven by hand
+        return monitor
+
+    leader, other = monitor_on(), monitor_on()
+    async with leader:
+        temp = leader.metrics.gauge("temp")
+        await leader.alerting.evaluate(clock.now_ns())
+        async with other:
+            for _ in range(6):  # a minute in which the other process records room b
+                temp.set(10, room="a")
+                other.metrics.gauge("temp").set(90, room="b")
+                await clock.advance(10)
+                await leader.flush()
+                await other.flush()
+            await leader.alerting.evaluate(clock.now_ns())
+            assert not leader.alerting.windows.enabled
+        for _ in range(9):  # 90 s on: the writers' lease (60 s) has run out, the rule's window (5 min) has not
+            temp.set(10, room="a")
+            await clock.advance(10)
+            await leader.flush()
+        await leader.alerting.evaluate(clock.now_ns())
+        windows = leader.alerting.windows
+        assert windows.enabled
+        rules = list(leader.alerting.evaluator.rules.values())
+        assert await _assert_memory_equals_storage(rules, windows, leader.storage, clock.now_ns()) == 1
+        assert {alert.labels["room"] for alert in await leader.alerting.alerts("firing")} == {"b"}

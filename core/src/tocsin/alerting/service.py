@@ -229,7 +229,10 @@ class AlertingService:
                 self.evaluator.archive = StorageArchive(storage)
             await self._reload(storage)
             index = SilenceIndex(await storage.list_silences(), now)
-            self.windows.enabled = self.streaming and not await self.writers.others(storage, now)
+            others = await self.writers.others(storage, now)
+            if others:
+                self.windows.reset()
+            self.windows.enabled = self.streaming and not others
             cycle = await self.evaluator.cycle(storage, now, index)
             await self._save_all(storage, [update for update in cycle.updates if update.changed], now)
             swept = self.external.sweep(list(self.evaluator.alerts.values()), now, index)

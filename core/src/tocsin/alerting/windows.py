@@ -19,9 +19,9 @@ yet (just tracked, or its longest window grew) with what storage holds from one 
 that read happen under `exclusive` (the monitor's flush lock): a flush comes wholly before (its rollups are
 read) or after (they are observed), never both. A metric ingested while it is read, a failed read
 (a StorageError, logged at debug) or a backend without `read_rollups` leave the rings as they were; the
-next cycle tries again, until the rings reach back one window by themselves. While streaming is off (another
-process writes metrics into the store), the rings are dropped at each cycle, so they begin anew, warmed with
-the others' rollups too, when it resumes.
+next cycle tries again, until the rings reach back one window by themselves. While another process writes
+metrics into the store, the alerting service drops the rings at each cycle (`reset`), so they begin anew,
+warmed with the others' rollups too, once it stops.
 
 One pass serves every rule on a metric: per cycle, each series' window is merged once (count, sum, min,
 max, last; the sketch only when a percentile is asked), and each rule merges the series its matchers select
@@ -241,8 +241,6 @@ class MetricWindows:
         """`follow` these rules, and first fill from storage the rings of the metrics this process records
         whose rings do not reach back one window yet (see the module doc), under `exclusive`."""
         windows = _longest(rules)
-        if not self.enabled:  # others may be writing what the rings never see: begin anew once streaming resumes
-            self._metrics.clear()
         read = getattr(storage, "read_rollups", None)
         cold = [name for name, keep_ns in windows.items() if self._cold(name, keep_ns)] if read else []
         if not cold:
@@ -278,6 +276,11 @@ class MetricWindows:
         for rollup in rollups:
             warmed.add(rollup)
         self._metrics[name] = warmed
+
+    def reset(self) -> None:
+        """Drop every ring (another process writes metrics they never see): they begin anew, and are warmed
+        from storage with the others' rollups, at the next cycle that streams."""
+        self._metrics.clear()
 
     def observe(self, rollups: Iterable[MetricRollup]) -> None:
         """Take rollups that were flushed or ingested into storage by this process."""

@@ -2,7 +2,7 @@
 
 A new partition has no statistics until something ANALYZEs it, and without them the planner guesses that any
 searched word is common: it walks the whole partition for a word it never holds (13 ms for a rare code in a
-30,000-row partition; 0.5 ms with statistics and a short GIN pending list, `tocsin_postgres.dialect`).
+30,000-row partition; about 1 ms with statistics and a short GIN pending list, `tocsin_postgres.dialect`).
 Autovacuum analyzes a partition a minute later at best, and not at all where it is turned off, so the log
 writer does it for young partitions, in the writing transaction (ANALYZE counts the transaction's own rows;
 SKIP_LOCKED, so a write never waits for a VACUUM of the partition): when one reaches FIRST_PAGES, then each

@@ -94,5 +94,5 @@ class Dialect(ABC):
         """Create what the Core metadata cannot express (full-text index on logs, ...) on a new database."""
 
     def reindex_logs(self, db: Database) -> None:  # noqa: B027 - optional: most dialects have nothing to do
-        """Rebuild the full-text index where its layout changed (schema version 5: SQLite's level tokens); a
-        dialect whose index did not change keeps this, which does nothing."""
+        """Bring a store made before schema version 5 to its log search indexes (SQLite: level tokens; PostgreSQL:
+        the warning-or-worse index); a dialect whose indexes did not change keeps this, which does nothing."""

@@ -102,7 +102,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "leases: which process leads (evaluates, dispatches, checks health, sweeps)", _add_leases),
     Migration(4, "notify_groups, notify_members, notify_marks: notification grouping kept across restarts",
               _add_group_state),
-    Migration(5, "log index: levels as tokens, one per 'this level or worse'", lambda db: db.dialect.reindex_logs(db)),
+    Migration(5, "log search index: 'this level or worse' as one token (SQLite), as one index (PostgreSQL)",
+              lambda db: db.dialect.reindex_logs(db)),
 )
 
 

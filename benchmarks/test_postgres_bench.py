@@ -10,8 +10,8 @@ day first (a sweep at the data's time) and are VACUUM ANALYZEd after growing, as
 Then, at a million rows: ingest of one 1000-record batch per round (both sides); newest-100 searches for a
 term, a phrase, a prefix and a rare code, a term plus "warning or worse" in a 1-hour range, and a trace
 lookup (the backend's figures include the thread hop, decoding to LogHit, snippets and the capped total; the
-reference runs the same tsquery and fetches the rows); bytes per log row; and one evaluation cycle of the
-1,000 metric rules of `test_alerting_bench` on PostgreSQL.
+reference runs the same tsquery and fetches the rows); bytes per log row; and one evaluation cycle of issue 13's
+1,000 rules on PostgreSQL, streaming beside storage queries (`test_streaming_bench`'s workload and rounds).
 
 Run: uv run pytest benchmarks/test_postgres_bench.py --benchmark-only
 (TOCSIN_BENCH_ROWS=200000 for a quicker run; TOCSIN_TEST_PG_DSN for another server.)
@@ -33,8 +33,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from test_alerting_bench import NOW, RULES, rollups, rule
 from test_sqlite_bench import BATCH, ROWS, SECOND, T0, _rates, _records, _rows
+from test_streaming_bench import ROUNDS as ROUNDS_ALERTING
+from test_streaming_bench import interleaved, recorded
 
 pytest.importorskip("tocsin_postgres")
 
@@ -43,12 +44,7 @@ from tocsin_postgres.dialect import LOG_COLUMNS
 from tocsin_postgres.fulltext import tsvector
 from tocsin_sql.logkeys import assign_ids
 
-from tocsin.alerting.service import AlertingService
-from tocsin.assembly import load_config
-from tocsin.clock import VirtualClock
 from tocsin.ext import Secret
-from tocsin.monitor import Monitor
-from tocsin.plugins import build_registries, make_plugin_manager
 from tocsin.storage.protocol import LogQuery, Retention
 
 DSN = os.environ.get("TOCSIN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -265,30 +261,14 @@ def test_pg_trace_lookup(benchmark, corpus, side):
     _record(corpus, benchmark, "search trace", side)
 
 
-@pytest.mark.benchmark(group="postgres alerting: one cycle of 1000 metric rules")
-def test_pg_one_cycle_of_1000_metric_rules(benchmark, corpus):
-    schema = f"bench_alerts_{secrets.token_hex(4)}"
-    loop = asyncio.new_event_loop()
-    pm = make_plugin_manager()
-    registries = build_registries(pm)
-    config = load_config({"storage": {"backend": "postgres", "dsn": DSN, "schema": schema}}, registries=registries,
-                         environ={})
-    monitor = Monitor(config, pm=pm, registries=registries, clock=VirtualClock(NOW))
-    loop.run_until_complete(monitor.astart())
-    try:
-        loop.run_until_complete(monitor.storage.write_metrics(rollups()))
-        alerting = AlertingService(monitor)
-        for number in range(RULES):
-            alerting.add_rule(rule(number))
-        for minutes_ago in (2, 1):
-            assert not loop.run_until_complete(alerting.evaluate(NOW - minutes_ago * 60 * 10**9)).failed_rules
-        report = loop.run_until_complete(alerting.evaluate(NOW))
-        assert not report.failed_rules
-        benchmark.pedantic(lambda: loop.run_until_complete(alerting.evaluate(NOW)), rounds=5, warmup_rounds=1)
-        median = benchmark.stats.stats.median
-        corpus.summary["alerting cycle, 1000 rules (s, median)"] = {
-            "tocsin": round(median, 3), "target": TARGETS["alerting cycle (s)"]}
-    finally:
-        loop.run_until_complete(monitor.aclose())
-        loop.close()
-        _drop(schema)
+@pytest.mark.benchmark(group="postgres alerting: one cycle of issue 13's 1,000 rules")
+def test_pg_one_cycle_of_the_issue_13_workload(benchmark, corpus, tmp_path):
+    with recorded("postgres", tmp_path) as (loop, monitor, workload, clock):
+        medians, _ = interleaved(loop, monitor, workload, clock)
+        corpus.summary["alerting cycle, streaming (s, median)"] = {
+            "tocsin": round(medians[True], 3), "target": TARGETS["alerting cycle (s)"]}
+        corpus.summary["alerting cycle, storage queries (s, median)"] = {"tocsin": round(medians[False], 3)}
+        benchmark.extra_info.update(streaming_median_s=medians[True], storage_median_s=medians[False])
+        benchmark.pedantic(lambda: loop.run_until_complete(monitor.alerting.evaluate(clock.now_ns())),
+                           rounds=ROUNDS_ALERTING, warmup_rounds=0,
+                           setup=lambda: loop.run_until_complete(workload.until(workload.second + 10)))

@@ -18,11 +18,13 @@ Run: uv run pytest benchmarks/test_streaming_bench.py --benchmark-only -s (Postg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
 import statistics
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -102,46 +104,19 @@ def make(backend: str, tmp_path, schema: str) -> tuple[Monitor, VirtualClock]:
     return Monitor(config, pm=pm, registries=registries, clock=clock), clock
 
 
-@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
-def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
-    if backend != "memory":
-        pytest.importorskip(f"tocsin_{backend}")
+@contextlib.contextmanager
+def recorded(backend: str, tmp_path) -> Iterator[tuple[asyncio.AbstractEventLoop, Monitor, Workload, VirtualClock]]:
+    """A started monitor on `backend` holding HISTORY_S seconds of the workload; closed (and its PostgreSQL
+    schema dropped) after."""
     loop = asyncio.new_event_loop()
     schema = f"bench_{secrets.token_hex(4)}"
     monitor, clock = make(backend, tmp_path, schema)
     loop.run_until_complete(monitor.astart())
-    alerting = monitor.alerting
     try:
-        loop.run_until_complete(alerting.evaluate(T0))  # the evaluator starts tracking its metrics here
+        loop.run_until_complete(monitor.alerting.evaluate(T0))  # the evaluator starts tracking its metrics here
         workload = Workload(monitor, clock)
         loop.run_until_complete(workload.until(HISTORY_S))
-
-        def cycle(streaming: bool, now: int) -> tuple[float, set[str]]:
-            alerting.streaming = streaming
-            started = time.perf_counter()
-            report = loop.run_until_complete(alerting.evaluate(now))
-            assert not report.failed_rules
-            return time.perf_counter() - started, {a.fingerprint for a in report.alerts if a.state != "inactive"}
-
-        times: dict[bool, list[float]] = {True: [], False: []}
-        for round_ in range(ROUNDS + 1):  # interleaved, so both modes see the same machine load
-            loop.run_until_complete(workload.until(HISTORY_S + round_ * CYCLE_S))  # a minute on, as live
-            now = clock.now_ns()
-            seen = {}
-            for streaming in (True, False):
-                took, seen[streaming] = cycle(streaming, now)
-                if round_:  # the first round builds the sliding sketches: not steady state
-                    times[streaming].append(took)
-            assert seen[True] == seen[False] and len(seen[True]) >= 100
-        medians = {mode: statistics.median(values) for mode, values in times.items()}
-        print(f"\n{backend}: streaming median {medians[True]:.3f} s {sorted(times[True])}, "
-              f"storage queries median {medians[False]:.3f} s {sorted(times[False])}, "
-              f"ratio {medians[False] / medians[True]:.1f}x, alerts in play {len(seen[True])}")
-        benchmark.extra_info.update(streaming_median_s=medians[True], storage_median_s=medians[False],
-                                    rules=len(alerting.evaluator.rules), alerts=len(seen[True]))
-        alerting.streaming = True
-        benchmark.pedantic(lambda: loop.run_until_complete(alerting.evaluate(clock.now_ns())), rounds=ROUNDS,
-                           warmup_rounds=0, setup=lambda: loop.run_until_complete(workload.until(workload.second + 10)))
+        yield loop, monitor, workload, clock
     finally:
         loop.run_until_complete(monitor.aclose())
         loop.close()
@@ -150,3 +125,45 @@ def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
 
             with psycopg.connect(PG_DSN, autocommit=True) as connection:
                 connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def interleaved(loop: asyncio.AbstractEventLoop, monitor: Monitor, workload: Workload, clock: VirtualClock
+                ) -> tuple[dict[bool, float], int]:
+    """Median seconds per cycle with streaming (True) and with storage queries (False), in interleaved rounds a
+    minute apart, each pair leaving the same alerts firing; and how many alerts are in play."""
+    alerting = monitor.alerting
+
+    def cycle(streaming: bool, now: int) -> tuple[float, set[str]]:
+        alerting.streaming = streaming
+        started = time.perf_counter()
+        report = loop.run_until_complete(alerting.evaluate(now))
+        assert not report.failed_rules
+        return time.perf_counter() - started, {a.fingerprint for a in report.alerts if a.state != "inactive"}
+
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for round_ in range(ROUNDS + 1):  # interleaved, so both modes see the same machine load
+        loop.run_until_complete(workload.until(HISTORY_S + round_ * CYCLE_S))  # a minute on, as live
+        now = clock.now_ns()
+        seen = {}
+        for streaming in (True, False):
+            took, seen[streaming] = cycle(streaming, now)
+            if round_:  # the first round builds the sliding sketches: not steady state
+                times[streaming].append(took)
+        assert seen[True] == seen[False] and len(seen[True]) >= 100
+    alerting.streaming = True
+    return {mode: statistics.median(values) for mode, values in times.items()}, len(seen[True])
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+def test_one_cycle_of_the_issue_13_workload(benchmark, backend, tmp_path):
+    if backend != "memory":
+        pytest.importorskip(f"tocsin_{backend}")
+    with recorded(backend, tmp_path) as (loop, monitor, workload, clock):
+        medians, alerts = interleaved(loop, monitor, workload, clock)
+        print(f"\n{backend}: streaming median {medians[True]:.3f} s, storage queries median {medians[False]:.3f} s, "
+              f"ratio {medians[False] / medians[True]:.1f}x, alerts in play {alerts}")
+        benchmark.extra_info.update(streaming_median_s=medians[True], storage_median_s=medians[False],
+                                    rules=len(monitor.alerting.evaluator.rules), alerts=alerts)
+        benchmark.pedantic(lambda: loop.run_until_complete(monitor.alerting.evaluate(clock.now_ns())),
+                           rounds=ROUNDS, warmup_rounds=0,
+                           setup=lambda: loop.run_until_complete(workload.until(workload.second + 10)))

@@ -1,11 +1,14 @@
-"""Shared fixtures for the core tests."""
+"""Shared fixtures for the core tests; puts this directory on sys.path for helper modules (`streaming_cases`)."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 def make_dist(root: Path, dist: str, version: str, module: str, source: str, entry: str | None = None) -> Path:

@@ -8,89 +8,28 @@ rules) are read both ways at random times and must agree (sums to 1e-9 relative:
 
 from __future__ import annotations
 
-import math
 import random
 
 import pytest
+from streaming_cases import T0, S, open_store, random_rollups, random_rule, same
 
 from tocsin.alerting.sources import Source, read
 from tocsin.alerting.windows import MetricWindows
-from tocsin.builtins.memory_storage import MemoryStorage
-from tocsin.models import AGGREGATES, MetricRollup
 from tocsin.signals.sketch import LogSketch
 from tocsin.storage.protocol import MetricQuery
 from tocsin.testing import make_monitor
-
-S = 1_000_000_000
-T0 = 1_700_000_000 * S
-INTERVAL = 10 * S
-KINDS = {"gauge_m": "gauge", "counter_m": "counter", "hist_m": "histogram"}
-
-
-def _rollups(rng: random.Random) -> list[MetricRollup]:
-    out = []
-    for name, kind in KINDS.items():
-        for instance in range(rng.randint(3, 8)):
-            labels = {"instance": f"i{instance}", "group": f"g{instance % 3}"}
-            if rng.random() < 0.3:
-                labels["zone"] = rng.choice(["a", "b"])
-            for step in range(60):
-                if rng.random() < 0.15:
-                    continue  # a gap
-                values = [rng.choice([0.0, -rng.random(), rng.lognormvariate(0, 1)]) for _ in range(rng.randint(1, 6))]
-                sketch = LogSketch()
-                sketch.add_many(values)
-                out.append(MetricRollup(
-                    name=name, kind=kind, labels=labels, start_ns=T0 + step * INTERVAL, interval_s=10.0,
-                    count=len(values), sum=sum(values), min=min(values), max=max(values), last=values[-1],
-                    sketch=sketch.to_model() if kind == "histogram" else None))
-    return out
-
-
-def _rule(rng: random.Random, i: int) -> dict:
-    matchers = []
-    for _ in range(rng.randint(0, 2)):
-        label = rng.choice(["instance", "group", "zone"])
-        op = rng.choice(["=", "!=", "=~", "!~"])
-        value = {"instance": f"i{rng.randint(0, 8)}", "group": f"g{rng.randint(0, 3)}",
-                 "zone": rng.choice(["a", ""])}[label]
-        if op in ("=~", "!~"):
-            value = rng.choice([value, value[:1] + ".*", "i[0-4]|g1"])
-        matchers.append(f'{label}{op}"{value}"')
-    rule = {"name": f"r{i}", "metric": rng.choice([*KINDS, "missing_m"]), "window": rng.choice([10, 60, 95, 300, 600]),
-            "matchers": matchers, "op": "gt", "threshold": 0}
-    if rng.random() < 0.2:
-        return {**rule, "kind": "absent"}
-    by = rng.sample(["instance", "group", "zone"], rng.randint(0, 2))
-    return {**rule, "aggregate": rng.choice(AGGREGATES), "by": by}
-
-
-def _same(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-
-
-async def _open(backend: str, tmp_path):
-    if backend == "memory":
-        storage = MemoryStorage()
-    else:
-        sqlite = pytest.importorskip("tocsin_sqlite.storage")
-        storage = sqlite.SQLiteStorage(sqlite.SQLiteStorage.Config(path=str(tmp_path / "diff.db")))
-    await storage.open()
-    return storage
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 async def test_streaming_equals_the_storage_query_on_random_rules_and_data(backend, seed, tmp_path):
     rng = random.Random(seed)
-    rollups = _rollups(rng)
-    storage = await _open(backend, tmp_path)
+    rollups = random_rollups(rng, 0, 600)
+    storage = await open_store(backend, tmp_path)
     try:
         windows = MetricWindows(declared=lambda name: True, interval_start=lambda: T0)
         compiler = make_monitor()
-        rules = [compiler.alerting.compile(_rule(rng, i)) for i in range(150)]
+        rules = [compiler.alerting.compile(random_rule(rng, i)) for i in range(150)]
         windows.follow(rules)
         pending = sorted(rollups, key=lambda rollup: rollup.start_ns)
         compared = streamed = 0
@@ -115,7 +54,7 @@ async def test_streaming_equals_the_storage_query_on_random_rules_and_data(backe
                 assert mine.nodata == theirs.nodata, rule.config
                 assert [labels for labels, _ in mine.values] == [labels for labels, _ in theirs.values], rule.config
                 for (_, a), (_, b) in zip(mine.values, theirs.values, strict=True):
-                    assert _same(a, b), (rule.config, a, b)
+                    assert same(a, b), (rule.config, a, b)
                 compared += 1
         assert compared == 600 and streamed > 300  # most rules were answered from memory, not storage
     finally:
@@ -124,7 +63,7 @@ async def test_streaming_equals_the_storage_query_on_random_rules_and_data(backe
 
 async def test_a_window_reaching_before_the_rings_began_is_read_from_storage():
     rng = random.Random(7)
-    rollups = _rollups(rng)
+    rollups = random_rollups(rng, 0, 600)
     windows = MetricWindows(declared=lambda name: name != "counter_m", interval_start=lambda: T0 + 100 * S)
     rule = make_monitor().alerting.compile({"name": "r", "metric": "gauge_m", "window": 300})
     windows.follow([rule])

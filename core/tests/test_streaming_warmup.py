@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from streaming_cases import KINDS, T0, S, open_store, random_rollups, random_rule, same
 
 from tocsin import Monitor, hookimpl
 from tocsin.alerting.sources import Source, read
@@ -21,14 +21,10 @@ from tocsin.alerting.windows import MetricWindows
 from tocsin.builtins.memory_storage import MemoryStorage
 from tocsin.clock import VirtualClock
 from tocsin.errors import StorageError
-from tocsin.models import AGGREGATES, MetricRollup
-from tocsin.signals.sketch import LogSketch
+from tocsin.models import MetricRollup
 from tocsin.storage.protocol import MetricQuery
 from tocsin.testing import make_monitor
 
-S = 1_000_000_000
-T0 = 1_700_000_000 * S
-KINDS = {"gauge_m": "gauge", "counter_m": "counter", "hist_m": "histogram"}
 RULES = [
     {"name": "hot", "metric": "gauge_m", "aggregate": "avg", "window": 60, "op": "gt", "threshold": -1e18},
     {"name": "slow", "metric": "hist_m", "aggregate": "p99", "window": 300, "by": ["group"], "op": "gt",
@@ -40,43 +36,10 @@ RULES = [
 """Rules on every kind of metric, whose values are always beyond their threshold (each series has an alert)."""
 
 
-def _rollups(rng: random.Random, first_s: int, last_s: int) -> list[MetricRollup]:
-    """Rollups of a gauge, a counter and a histogram every 10 s in [T0 + first_s, T0 + last_s), with gaps,
-    random label sets, and negative and zero values."""
-    out = []
-    for name, kind in KINDS.items():
-        for instance in range(rng.randint(3, 6)):
-            labels = {"instance": f"i{instance}", "group": f"g{instance % 3}"}
-            if rng.random() < 0.3:
-                labels["zone"] = rng.choice(["a", "b"])
-            for start_s in range(first_s, last_s, 10):
-                if rng.random() < 0.15:
-                    continue  # a gap
-                values = [rng.choice([0.0, -rng.random(), rng.lognormvariate(0, 1)]) for _ in range(rng.randint(1, 6))]
-                sketch = LogSketch()
-                sketch.add_many(values)
-                out.append(MetricRollup(
-                    name=name, kind=kind, labels=labels, start_ns=T0 + start_s * S, interval_s=10.0,
-                    count=len(values), sum=sum(values), min=min(values), max=max(values), last=values[-1],
-                    sketch=sketch.to_model() if kind == "histogram" else None))
-    return out
 
 
-def _random_rule(rng: random.Random, i: int, windows: list[int]) -> dict:
-    matchers = [f'{label}{rng.choice(["=", "!=", "=~"])}"{value}"' for label, value in
-                rng.sample([("instance", f"i{rng.randint(0, 6)}"), ("group", "g1"), ("zone", "a")], rng.randint(0, 2))]
-    rule = {"name": f"r{i}", "metric": rng.choice([*KINDS, "missing_m"]), "window": rng.choice(windows),
-            "matchers": matchers, "op": "gt", "threshold": 0}
-    if rng.random() < 0.2:
-        return {**rule, "kind": "absent"}
-    by = rng.sample(["instance", "group", "zone"], rng.randint(0, 2))
-    return {**rule, "aggregate": rng.choice(AGGREGATES), "by": by}
 
 
-def _same(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 async def _assert_memory_equals_storage(rules, windows: MetricWindows, storage, now: int) -> int:
@@ -90,37 +53,29 @@ async def _assert_memory_equals_storage(rules, windows: MetricWindows, storage, 
         assert mine.nodata == theirs.nodata, rule.config
         assert [labels for labels, _ in mine.values] == [labels for labels, _ in theirs.values], rule.config
         for (_, a), (_, b) in zip(mine.values, theirs.values, strict=True):
-            assert _same(a, b), (rule.config, a, b)
+            assert same(a, b), (rule.config, a, b)
     return streamed
 
 
-async def _open(backend: str, tmp_path):
-    if backend == "memory":
-        storage = MemoryStorage()
-    else:
-        sqlite = pytest.importorskip("tocsin_sqlite.storage")
-        storage = sqlite.SQLiteStorage(sqlite.SQLiteStorage.Config(path=str(tmp_path / "warm.db")))
-    await storage.open()
-    return storage
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_warmed_windows_answer_every_rule_from_the_start_as_storage_does(backend, seed, tmp_path):
     rng = random.Random(seed)
-    storage = await _open(backend, tmp_path)
+    storage = await open_store(backend, tmp_path)
     try:
-        await storage.write_metrics(_rollups(rng, -700, 0))  # an earlier run's history
+        await storage.write_metrics(random_rollups(rng, -700, 0, 6))  # an earlier run's history
         interval_start = T0
         windows = MetricWindows(declared=lambda name: True, interval_start=lambda: interval_start)
         compiler = make_monitor()
-        rules = [compiler.alerting.compile(_random_rule(rng, i, [10, 60, 95, 300, 600])) for i in range(120)]
-        pending = sorted(_rollups(rng, 0, 300), key=lambda rollup: rollup.start_ns)  # this run's
+        rules = [compiler.alerting.compile(random_rule(rng, i, [10, 60, 95, 300, 600])) for i in range(120)]
+        pending = sorted(random_rollups(rng, 0, 300, 6), key=lambda rollup: rollup.start_ns)  # this run's
         await windows.warm(rules, storage)
         assert await _assert_memory_equals_storage(rules, windows, storage, T0 + rng.randint(0, S)) == len(rules)
         for step, now_s in enumerate(sorted(rng.sample(range(5, 300), 4))):
             if step == 2:  # rules with a longer window: their metrics are warmed again, from further back
-                rules += [compiler.alerting.compile(_random_rule(rng, 200 + i, [1200])) for i in range(30)]
+                rules += [compiler.alerting.compile(random_rule(rng, 200 + i, [1200])) for i in range(30)]
             flushed = [rollup for rollup in pending if rollup.start_ns < T0 + now_s * S]
             pending = pending[len(flushed):]
             await storage.write_metrics(flushed)
@@ -138,9 +93,9 @@ async def test_streaming_resumes_with_the_rollups_others_wrote_while_it_was_off(
     storage, interval_start = MemoryStorage(), T0
     windows = MetricWindows(declared=lambda name: True, interval_start=lambda: interval_start)
     compiler = make_monitor()
-    rules = [compiler.alerting.compile(_random_rule(rng, i, [60, 300])) for i in range(60)]
+    rules = [compiler.alerting.compile(random_rule(rng, i, [60, 300])) for i in range(60)]
     await windows.warm(rules, storage)
-    mine, theirs = _rollups(rng, 0, 200), _rollups(rng, 0, 200)
+    mine, theirs = random_rollups(rng, 0, 200, 6), random_rollups(rng, 0, 200, 6)
     for rollup in theirs:
         rollup.labels = {**rollup.labels, "process": "other"}
     await storage.write_metrics(mine)
@@ -218,12 +173,12 @@ def _values(alerts) -> dict[tuple[str, tuple[tuple[str, str], ...]], float | Non
 def _assert_same_values(mine: dict, theirs: dict) -> None:
     assert mine.keys() == theirs.keys()
     for key, value in mine.items():
-        assert _same(value, theirs[key]), (key, value, theirs[key])
+        assert same(value, theirs[key]), (key, value, theirs[key])
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_a_new_monitor_answers_its_rules_from_memory_at_its_first_cycle(backend, tmp_path):
-    history = _rollups(random.Random(5), -700, 0)
+    history = random_rollups(random.Random(5), -700, 0, 6)
     values = {}
     for streaming in (False, True):
         clock = VirtualClock(T0)
@@ -255,7 +210,7 @@ async def test_a_new_monitor_answers_its_rules_from_memory_at_its_first_cycle(ba
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_a_backend_without_read_rollups_is_read_by_query_as_before(backend, tmp_path):
-    history = _rollups(random.Random(6), -700, 0)
+    history = random_rollups(random.Random(6), -700, 0, 6)
     clock = VirtualClock(T0)
     async with _monitor(_remembered(backend, history, readable=False), backend, tmp_path / "run.db", clock) as monitor:
         report = await monitor.alerting.evaluate()
@@ -265,25 +220,31 @@ async def test_a_backend_without_read_rollups_is_read_by_query_as_before(backend
     assert len(_values(report.alerts)) == 6
 
 
+class _Gate:
+    """Holds a warm-up's storage read until `release` is set; `reading` is set once the read has begun."""
+
+    def __init__(self) -> None:
+        self.reading, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self) -> None:
+        self.reading.set()
+        await self.release.wait()
+
+
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_a_flush_during_the_warm_up_waits_for_it_and_counts_once(backend, tmp_path):
-    reading, release = asyncio.Event(), asyncio.Event()
-
-    async def gate() -> None:
-        reading.set()
-        await release.wait()
-
+    gate = _Gate()
     clock = VirtualClock(T0)
-    history = _rollups(random.Random(7), -700, 0)
+    history = random_rollups(random.Random(7), -700, 0, 6)
     async with _monitor(_remembered(backend, history, gate), backend, tmp_path / "run.db", clock) as monitor:
         monitor.metrics.gauge("gauge_m").set(1000.0, instance="i0", group="g0")
         clock.set(T0 + 5 * S)
         evaluation = asyncio.create_task(monitor.alerting.evaluate())
-        await reading.wait()  # the warm-up is reading storage
+        await gate.reading.wait()  # the warm-up is reading storage
         flush = asyncio.create_task(monitor.flush())
         done, _ = await asyncio.wait([flush], timeout=0.2)
         assert not done  # held back by the warm-up: its rollup can only be observed after the read
-        release.set()
+        gate.release.set()
         await evaluation
         await flush
         monitor.storage.queried.clear()
@@ -298,21 +259,16 @@ async def test_a_flush_during_the_warm_up_waits_for_it_and_counts_once(backend, 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_a_metric_ingested_during_its_warm_up_is_warmed_at_the_next_cycle(backend, tmp_path):
-    reading, release = asyncio.Event(), asyncio.Event()
-
-    async def gate() -> None:
-        reading.set()
-        await release.wait()
-
+    gate = _Gate()
     clock = VirtualClock(T0)
-    history = _rollups(random.Random(8), -700, 0)
+    history = random_rollups(random.Random(8), -700, 0, 6)
     async with _monitor(_remembered(backend, history, gate), backend, tmp_path / "run.db", clock) as monitor:
         evaluation = asyncio.create_task(monitor.alerting.evaluate())
-        await reading.wait()
+        await gate.reading.wait()
         late = MetricRollup(name="gauge_m", kind="gauge", labels={"instance": "i0", "group": "g0"}, start_ns=T0 - 5 * S,
                             interval_s=5.0, count=1, sum=1000.0, min=1000.0, max=1000.0, last=1000.0)
         await monitor.ingest("metrics", [late])  # written, then observed while the read may or may not see it
-        release.set()
+        gate.release.set()
         await evaluation
         assert "gauge_m" in monitor.storage.queried  # not warmed: its rules read storage this cycle
         monitor.storage.queried.clear()
@@ -334,7 +290,7 @@ async def test_a_failed_warm_up_read_falls_back_to_storage_and_is_tried_again(ba
             raise failures.pop()
 
     clock = VirtualClock(T0)
-    history = _rollups(random.Random(9), -700, 0)
+    history = random_rollups(random.Random(9), -700, 0, 6)
     with caplog.at_level(logging.DEBUG, logger="tocsin"):
         async with _monitor(_remembered(backend, history, fail_once), backend, tmp_path / "run.db", clock) as monitor:
             await monitor.alerting.evaluate()

@@ -33,6 +33,7 @@ TSV_STATISTICS = "ALTER TABLE {table} ALTER COLUMN tsv SET STATISTICS 1000"
 estimated at thousands, and the planner walks the whole primary key looking for the newest 100 of them; with
 1000 it reads the GIN index for rare words (0.2 ms instead of 300 ms at a million rows)."""
 
+
 def key_of(table: str, time_ns: int) -> int:
     """The partition key value where `time_ns` begins in `table` (log ids are time keys)."""
     return first_id(bucket_of(time_ns)) if table == "logs" else time_ns

@@ -228,11 +228,11 @@ def _read(
 
 def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> list[SeriesPoints]:
     """Aggregate the rollups of the matching series as `metric_query` asks (`tocsin.storage.rollups.evaluate`)."""
-    labels: dict[int, dict[str, str]] = {}
-    for sid, _, text in db.fetch(db.sql(_series_of), {"name": metric_query.name}):
+    labels: dict[int, tuple[str, dict[str, str]]] = {}
+    for sid, kind, text in db.fetch(db.sql(_series_of), {"name": metric_query.name}):
         series_labels = codec.from_json(text, dict[str, str])
         if matches(series_labels):
-            labels[sid] = series_labels
+            labels[sid] = kind, series_labels
     if not labels:
         return []
     start, end = metric_query.start_ns, metric_query.end_ns
@@ -245,14 +245,15 @@ def query(db: Database, metric_query: MetricQuery, matches: LabelPredicate) -> l
         rows = _summed(db, selected, coverage.rollups, False)
         for width_s, ranges in coverage.tiers.items():
             rows += _summed(db, selected, ranges, True, width_s=width_s)
-        return evaluate([MetricRollup(name=metric_query.name, kind="gauge", labels=labels[row[0]], start_ns=row[1],
-                                      interval_s=0.0, count=row[2], sum=row[3], min=row[4], max=row[5], last=0.0)
+        return evaluate([MetricRollup(name=metric_query.name, kind=labels[row[0]][0], labels=labels[row[0]][1],
+                                      start_ns=row[1], interval_s=0.0, count=row[2], sum=row[3], min=row[4],
+                                      max=row[5], last=0.0)
                          for row in rows], metric_query)
     sketch = metric_query.aggregate in QUANTILES
     rows = _read(db, _rollup_rows, selected, coverage.rollups, sketch) if coverage.rollups else []
     for width_s, ranges in coverage.tiers.items():
         rows += _read(db, _tier_rows, selected, ranges, sketch, width_s=width_s)
-    return evaluate([_rollup(metric_query.name, "gauge", labels[row[0]], row) for row in rows], metric_query)
+    return evaluate([_rollup(metric_query.name, *labels[row[0]], row) for row in rows], metric_query)
 
 
 def _rollup(name: str, kind: str, labels: dict[str, str], row: tuple[Any, ...]) -> MetricRollup:

@@ -54,6 +54,20 @@ async def test_durability_modes_set_synchronous(tmp_path):
             await storage.close()
 
 
+async def test_close_leaves_one_checkpointed_file(tmp_path):
+    """Readers close before the writer, so the last connection folds the WAL into the file and removes it;
+    connections closing together would each see the other and leave the data in the WAL (doctor's size)."""
+    for attempt in range(20):
+        path = tmp_path / f"{attempt}.db"
+        storage = SQLiteStorage(config(path, readers=4))
+        await storage.open()
+        await storage.write_logs([log(f"entry {attempt}", attempt)])
+        await asyncio.gather(*(storage.search_logs(LogQuery()) for _ in range(8)))
+        await storage.close()
+        assert not (tmp_path / f"{attempt}.db-wal").exists()
+        assert path.stat().st_size > 4096
+
+
 @pytest.mark.parametrize(
     ("path", "message"),
     [(":memory:", "memory"), ("missing-dir/t.db", "does not exist")],

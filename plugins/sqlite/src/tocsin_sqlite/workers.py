@@ -216,10 +216,15 @@ class Pool:
             self._stop([self._writer, *self._readers])
 
     def _stop(self, workers: list[Worker]) -> None:
-        self._write_jobs.put(_STOP)
+        """Close the readers, then the writer: the last connection to close checkpoints and removes the WAL,
+        and two closing at once each see the other and leave the WAL behind."""
         self._read_jobs.put(_STOP)
         for worker in workers:
-            worker.join()
+            if worker is not self._writer:
+                worker.join()
+        self._write_jobs.put(_STOP)
+        if self._writer in workers:
+            self._writer.join()
 
     async def write(self, job: Job, doing: str) -> Any:
         """Run a job in the writer, inside a group transaction (in its own savepoint)."""

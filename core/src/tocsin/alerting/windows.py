@@ -16,8 +16,8 @@ being recorded when the metric was first tracked, or one window earlier once war
 the evaluator fills the rings of each metric this process records whose rings do not reach back one window
 yet (just tracked, or its longest window grew) with what storage holds from one window ago on
 (`read_rollups`), so its rules are answered from memory from the first cycle of a process. Tracking and
-that read happen under `exclusive` (the monitor's flush lock): a flush comes wholly before (its rollups are
-read) or after (they are observed), never both. A metric ingested while it is read, a failed read
+that read happen under `exclusive` (the monitor's flush lock, which metric ingest takes too): a flush or an
+ingest comes wholly before (its rollups are read) or after (they are observed), never both. A failed read
 (a StorageError, logged at debug) or a backend without `read_rollups` leave the rings as they were; the
 next cycle tries again, until the rings reach back one window by themselves. While another process writes
 metrics into the store, the alerting service drops the rings at each cycle (`reset`), so they begin anew,
@@ -220,7 +220,6 @@ class MetricWindows:
         """Held while metrics are tracked and warmed, so that no flush falls in between: the monitor gives its
         flush lock (a rollup flushed then would be observed and read, or neither)."""
         self._metrics: dict[str, _Metric] = {}
-        self._warming: dict[str, bool] = {}  # metric being read -> whether it was observed meanwhile
 
     def track(self, windows: Mapping[str, int]) -> None:
         """Keep rings for these metrics (name -> longest window in ns); forget the others."""
@@ -259,19 +258,13 @@ class MetricWindows:
 
     async def _warm(self, name: str, read: Callable[[str, int, int], Awaitable[list[MetricRollup]]]) -> None:
         """Replace a metric's rings by what storage holds from one window before now on, unless the read fails
-        or the metric is observed while it runs (then the rings stay as they are, and it is tried next cycle)."""
+        (then the rings stay as they are, and it is tried next cycle)."""
         keep_ns = self._metrics[name].keep_ns
         warmed = _Metric(self.interval_start() - keep_ns, keep_ns)
-        self._warming[name] = False
         try:
             rollups = await read(name, warmed.since_ns, END_NS)
         except StorageError as error:
             internal_log.debug("tocsin: warming the alerting window of %r from storage failed: %r", name, error)
-            return
-        finally:
-            observed = self._warming.pop(name)
-        if observed:  # ingested while being read (into the rings replaced here): the read may have missed it
-            internal_log.debug("tocsin: %r was ingested while its alerting window was warmed; tried again", name)
             return
         for rollup in rollups:
             warmed.add(rollup)
@@ -283,14 +276,12 @@ class MetricWindows:
         self._metrics.clear()
 
     def observe(self, rollups: Iterable[MetricRollup]) -> None:
-        """Take rollups that were flushed or ingested into storage by this process."""
-        metrics, warming = self._metrics, self._warming
+        """Take rollups that were flushed or ingested into storage by this process (under `exclusive`)."""
+        metrics = self._metrics
         for rollup in rollups:
             metric = metrics.get(rollup.name)
             if metric is not None:
                 metric.add(rollup)
-            if warming and rollup.name in warming:
-                warming[rollup.name] = True
 
     def cycle(self) -> Cycle:
         """The state one evaluation cycle reads: series windows merged once, shared by every rule."""

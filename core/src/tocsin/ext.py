@@ -95,6 +95,7 @@ from tocsin.storage.matchers import LabelPredicate, compile_matchers
 from tocsin.storage.protocol import (
     MAX_QUERY_LIMIT,
     RETENTION_SIGNALS,
+    SPAN_GROUPINGS,
     AlertQuery,
     DeliveryQuery,
     ExecutionQuery,
@@ -108,6 +109,7 @@ from tocsin.storage.protocol import (
     check_lease,
     check_limit,
     check_query_values,
+    check_span_grouping,
 )
 from tocsin.storage.rollups import QUANTILES, check_query, evaluate
 from tocsin.storage.tokens import token_spans, tokenize
@@ -121,6 +123,7 @@ __all__ = [
     "QUANTILES",
     "RETENTION_SIGNALS",
     "SEVERITIES",
+    "SPAN_GROUPINGS",
     "Alert",
     "AlertQuery",
     "AlertTransition",
@@ -209,6 +212,7 @@ __all__ = [
     "check_limit",
     "check_query",
     "check_query_values",
+    "check_span_grouping",
     "compile_matchers",
     "compile_template",
     "context_for",

@@ -224,9 +224,11 @@ def test_services_and_their_operations_in_a_time_range(client):
     assert field_of(client.get("/api/v1/traces/services/shop/operations", params={"start": "0", "end": "0"})) == "end"
 
 
-def test_services_read_a_bounded_number_of_spans_and_say_so(client, monkeypatch):
+def test_services_read_a_bounded_number_of_spans_and_say_so(client, server, monkeypatch):
     ingest(client, CHECKOUT + OTHER)
-    monkeypatch.setattr(traces_routes, "SCAN_LIMIT", 4)  # the server runs in this process
+    # a backend that cannot count spans (count_spans_by is optional); the server runs in this process
+    monkeypatch.setattr(server.monitor.storage, "count_spans_by", None)
+    monkeypatch.setattr(traces_routes, "SCAN_LIMIT", 4)
     body = client.get("/api/v1/traces/services").json()
     assert body["items"] == ["shop"] and body["scanned"] == 4 and body["complete"] is False
 

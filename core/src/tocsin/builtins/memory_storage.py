@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -47,6 +48,7 @@ from tocsin.storage.protocol import (
     StorageStats,
     check_lease,
     check_query_values,
+    check_span_grouping,
 )
 from tocsin.storage.rollups import LabelKey, check_query, evaluate, labels_key
 
@@ -230,6 +232,13 @@ class MemoryStorage(MemoryAlerts):
         return keyset_page(
             matched, lambda span: (span.start_ns, span.span_id), query.limit, query.cursor, tuple[int, str]
         )
+
+    async def count_spans_by(self, field: str, start_ns: int, end_ns: int,
+                             service: str | None = None) -> dict[str, int]:
+        """Spans starting in [start_ns, end_ns) (of `service`, when given) per value of `field`."""
+        check_span_grouping(field)
+        return dict(Counter(getattr(span, field) for span in self._spans.values()
+                            if start_ns <= span.start_ns < end_ns and (service is None or span.service == service)))
 
     # -- logs --------------------------------------------------------------------------------------
     async def search_logs(self, query: LogQuery) -> Page[LogHit]:

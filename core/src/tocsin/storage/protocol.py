@@ -50,6 +50,14 @@ MAX_NS = 2**63 - 1
 """Every `*_ns` value of a query lies in the signed 64-bit range, as every stored time does."""
 MAX_QUERY_LIMIT = 10_000
 """The most items one page of a query (`limit`) may ask for; page with the cursor for more."""
+SPAN_GROUPINGS = ("service", "name")
+"""The span fields `count_spans_by` counts by."""
+
+
+def check_span_grouping(field: str) -> None:
+    """A QueryError unless spans can be counted by `field` (SPAN_GROUPINGS)."""
+    if field not in SPAN_GROUPINGS:
+        raise QueryError(f"spans are counted by {' or '.join(SPAN_GROUPINGS)}, not {field!r}")
 
 
 class Query(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -216,6 +224,15 @@ class StorageBackend(Protocol):
 
     async def search_spans(self, query: SpanQuery) -> Page[Span]:
         """Spans matching the query, newest first, with cursor pagination."""
+
+    async def count_spans_by(self, field: str, start_ns: int, end_ns: int,
+                             service: str | None = None) -> dict[str, int]:
+        """How many spans starting in [start_ns, end_ns) (only `service`'s, when given) have each value of
+        `field` (SPAN_GROUPINGS: `service` or the span's `name`): the services and operations the API lists.
+        Another field is a QueryError.
+
+        Optional in practice: callers check for it with `getattr`; without it the API reads the newest spans
+        of the range instead (slower, and no more than one query returns)."""
 
     # -- logs --------------------------------------------------------------------------------------
     async def search_logs(self, query: LogQuery) -> Page[LogHit]:

@@ -36,6 +36,7 @@ from tocsin.ext import (
     check_lease,
     check_query,
     check_query_values,
+    check_span_grouping,
     compile_matchers,
 )
 from tocsin_sql import alerts, groups, health, leases, metrics, outbox, traces, workflows
@@ -82,6 +83,13 @@ class SqlRecords:
         """Spans matching the query, newest first, with cursor pagination."""
         check_query_values(query)
         return await self._read(lambda db: traces.search(db, query), "search spans")
+
+    async def count_spans_by(self, field: str, start_ns: int, end_ns: int,
+                             service: str | None = None) -> dict[str, int]:
+        """Spans starting in [start_ns, end_ns) (of `service`, when given) per value of `field`."""
+        check_span_grouping(field)
+        return await self._read(lambda db: traces.count_by(db, field, start_ns, end_ns, service),
+                                f"count spans by {field}")
 
     async def write_spans(self, spans: Sequence[Span]) -> None:
         """Store spans; a later write of the same span replaces it, a colliding span_id never does."""

@@ -136,3 +136,22 @@ class TracesContract(ContractBase):
         await self._write_span_set(backend)
         with pytest.raises(QueryError, match="cursor"):
             await backend.search_spans(SpanQuery(cursor="not a cursor!"))
+
+    async def test_spans_are_counted_by_service_and_by_name_in_a_range(self, backend):
+        count = getattr(backend, "count_spans_by", None)
+        if count is None:
+            pytest.skip("this backend has no count_spans_by (optional: the API then reads the newest spans)")
+        await backend.write_spans([
+            make_span(1, service="api", name="GET /", start_s=0),
+            make_span(2, service="api", name="GET /", start_s=1, duration_s=None, status="unset"),  # running
+            make_span(3, service="api", name="POST /", start_s=2),
+            make_span(4, service="billing", name="charge", start_s=3),
+            make_span(5, service="billing", name="charge", start_s=10),  # at the end: outside
+        ])
+        assert await count("service", ns_at(0), ns_at(10)) == {"api": 3, "billing": 1}
+        assert await count("name", ns_at(0), ns_at(10), service="api") == {"GET /": 2, "POST /": 1}
+        assert await count("name", ns_at(1), ns_at(3)) == {"GET /": 1, "POST /": 1}
+        assert await count("name", ns_at(0), ns_at(11), service="nobody") == {}
+        assert await count("service", ns_at(20), ns_at(30)) == {}
+        with pytest.raises(QueryError, match="counted by service or name, not 'status'"):
+            await count("status", ns_at(0), ns_at(10))

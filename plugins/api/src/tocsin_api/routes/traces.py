@@ -1,8 +1,9 @@
 """`/api/v1` traces endpoints: span search, a trace as a tree, its logs, services and operations, and ingest.
 
-Span searches are newest (by start) first with cursor paging, as `storage.search_spans` serves them. The
-storage protocol has no "distinct services" query, so `/traces/services` and `.../operations` read the newest
-`SCAN_LIMIT` spans of the range (an hour before `end` by default) and say whether that covered it all.
+Span searches are newest (by start) first with cursor paging, as `storage.search_spans` serves them.
+`/traces/services` and `.../operations` have the backend count the range's spans by service or name
+(`count_spans_by`, an hour before `end` by default); a backend without that optional method has its newest
+`SCAN_LIMIT` spans of the range read instead, and the answer says whether that covered it all.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tocsin_api.ingest import Accepted, accepted
 
 SPAN_STATUSES: tuple[str, ...] = typing.get_args(typing.get_type_hints(Span)["status"])
 SCAN_LIMIT = MAX_QUERY_LIMIT
-"""The most spans `/traces/services` and `.../operations` read for one answer."""
+"""The most spans `/traces/services` and `.../operations` read for one answer from a backend that cannot count."""
 MIN_NS, MAX_NS = -(2**63), 2**63 - 1
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 _SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
@@ -50,8 +51,9 @@ class TraceTree(msgspec.Struct, kw_only=True):
 
 
 class Names(msgspec.Struct, kw_only=True):
-    """Distinct names found in the newest `scanned` spans of [start_ns, end_ns); `complete` is false when
-    the range holds more spans than were read (older ones may name more)."""
+    """Distinct names of the spans of [start_ns, end_ns): `scanned` spans were counted (every one of the
+    range, or on a backend that cannot count them, the newest ones read); `complete` is false when the range
+    holds more spans than were read (older ones may name more)."""
 
     items: list[str]
     start_ns: int
@@ -103,6 +105,11 @@ def _bounds(start: str | None, end: str | None) -> tuple[int | None, int | None]
 async def _distinct(storage: StorageBackend, field: str, start: str | None, end: str | None,
                     service: str | None = None) -> Names:
     start_ns, end_ns = params.time_range(start, end)
+    count = getattr(storage, "count_spans_by", None)
+    if count is not None:
+        counts = await count(field, start_ns, end_ns, service)
+        return Names(items=sorted(counts), start_ns=start_ns, end_ns=end_ns, scanned=sum(counts.values()),
+                     complete=True)
     page = await storage.search_spans(SpanQuery(service=service, start_ns=start_ns, end_ns=end_ns,
                                                 limit=SCAN_LIMIT))
     items = sorted({getattr(span, field) for span in page.items})

@@ -41,6 +41,9 @@ def recv_until(ws: ClientConnection, match, timeout: float = 5) -> tuple[dict[st
         before.append(message)
 
 
+FAN_OUT_CLIENTS = 40
+FAN_OUT_EVENTS = 25
+
 ROUTINE = {"evaluated", "rule_health"}
 """Alerting publishes these every evaluation cycle; the tests look past them."""
 
@@ -144,6 +147,24 @@ def test_a_published_alert_arrives_and_stops_after_unsubscribe(server):
                                             data={"execution_id": "e1", "workflow": "nightly"}))
         got = recv(ws, timeout=1)  # the bus keeps order: the alert before it was not sent (nor a cycle report)
         assert got["topic"] == "workflows" and got["data"]["execution_id"] == "e1"
+
+
+def test_a_burst_of_alerts_reaches_every_client_once_and_in_order(server):
+    """The fan-out the benchmark times: every subscribed client gets each event of a burst exactly once, in the
+    bus's order, each with its own cursor advanced to the event's time."""
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(connect(url(server))) for _ in range(FAN_OUT_CLIENTS)]
+        for ws in clients:
+            subscribe(ws, "alerts")
+        events = [alert_event(server, fingerprint=f"f{n}") for n in range(FAN_OUT_EVENTS)]
+        for event in events:
+            server.monitor.events.publish(event)
+        for ws in clients:
+            got = [recv_event(ws) for _ in events]
+            assert [m["data"]["fingerprint"] for m in got] == [f"f{n}" for n in range(FAN_OUT_EVENTS)]
+            assert [int(m["cursor"].split(".")[1][1:]) for m in got] == [event.time_ns for event in events]
+            send(ws, {"ping": "end"})
+            assert recv_event(ws) == {"pong": "end"}  # the answer queued after the burst: nothing came twice
 
 
 def test_reconnecting_with_since_replays_the_alert_transitions_missed(server):

@@ -12,6 +12,7 @@ the application.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -392,18 +393,13 @@ class Monitor:
                                       "metrics": storage.write_metrics}
         if signal not in writers:
             raise TocsinError(f"cannot ingest {signal!r}; one of {', '.join(writers)}")
-        if signal == "metrics":
-            # under the flush lock, as flushes: a warm-up reads storage under it too, so it sees these rollups
-            # both in storage and in the rings, or neither (never one without the other, or both twice).
-            async with self._flushing():
-                outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
-                if outcome.written:
-                    self.alerting.windows.observe(records)
-            if outcome.written:
-                await self.alerting.writers.announce(storage, records, leader=self.is_leader,
-                                                     now_ns=self.clock.now_ns())
-        else:
+        metrics = signal == "metrics"
+        async with self._flushing() if metrics else contextlib.nullcontext():  # as a flush (see windows.warm)
             outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
+            if metrics and outcome.written:
+                self.alerting.windows.observe(records)
+        if metrics and outcome.written:
+            await self.alerting.writers.announce(storage, records, leader=self.is_leader, now_ns=self.clock.now_ns())
         report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
         if outcome.kept:
             raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")

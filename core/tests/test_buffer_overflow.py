@@ -127,3 +127,5 @@ def test_buffer_size_is_a_memory_size_or_a_number_of_records_and_overflow_is_che
     assert "logging.buffer_size: expected a size like '64MiB'" in message and "'64 megs'" in message
     assert "logging.overflow: expected one of drop|block, got 'wait'" in message
     assert "tracing.buffer_size" in message and "got 0" in message
+    with pytest.raises(ConfigError, match=r"logging.buffer_size: expected a size .* got '³'"):
+        load_config({"logging": {"buffer_size": "³"}}, environ={})

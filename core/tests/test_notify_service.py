@@ -161,6 +161,7 @@ def test_the_default_error_classification_follows_the_retry_matrix():
     assert channel.classify_error(KeyError("a bug in the channel")) == Verdict.permanent()
     assert classify_status(408) == Verdict.retryable(408)
     assert parse_retry_after("120") == 120.0 and parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after("³") is None  # a digit to str.isdigit(), not to float()
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: now
 
 

@@ -59,6 +59,8 @@ def test_every_counts_from_the_last_run():
     ("* * * *", "must have 5 fields"),
     ("0 0 * * funday", "day of week 'funday' is not a number or a name"),
     ("*/0 * * * *", "minute step '0' must be a whole number >= 1"),
+    ("³ * * * *", "minute '³' is not a number"),  # str.isdigit() says yes, int() says no
+    ("*/² * * * *", "minute step '²' must be a whole number >= 1"),
     ("10-5 * * * *", "minute range '10-5' runs backwards"),
     ("every", "must be 'every <duration>'"),
     ("every soon", "expected a duration"),

@@ -35,7 +35,7 @@ class Duration(float):
         return f"Duration({float(self)!r})"
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)\s*$")
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(B|KiB|MiB|GiB|KB|MB|GB)\s*$")
 _SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
 
@@ -64,7 +64,7 @@ class BufferSize(str):
     @property
     def records(self) -> int | None:
         """The number of records, or None when the size is in bytes."""
-        return int(self) if self.isdigit() else None
+        return int(self) if self.isascii() and self.isdigit() else None
 
 
 class Secret:

@@ -21,7 +21,7 @@ def test_times_come_as_rfc3339_nanoseconds_or_a_duration_before_now(text, expect
     assert params.time_ns(text, "start", now_ns=NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["yesterday", "2025-13-03T10:00:00Z", str(2**64), "-5m"])
+@pytest.mark.parametrize("text", ["yesterday", "2025-13-03T10:00:00Z", str(2**64), "-5m", "0³", "³²", "--5"])
 def test_a_bad_time_names_the_parameter(text):
     with pytest.raises(ValidationException) as caught:
         params.time_ns(text, "start", now_ns=NOW)

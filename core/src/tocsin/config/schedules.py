@@ -110,7 +110,7 @@ def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
     def number(token: str) -> int:
         value = names.get(token.lower()) if names else None
         if value is None:
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):
                 raise ConfigError(f"{name} {token!r} is not a number{' or a name' if names else ''}")
             value = int(token)
         if not low <= value <= high:
@@ -122,7 +122,7 @@ def _field(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
         span, _, step_text = part.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) < 1:
                 raise ConfigError(f"{name} step {step_text!r} must be a whole number >= 1")
             step = int(step_text)
         if span == "*":

@@ -202,7 +202,7 @@ class WSGITracingMiddleware:
 
         def start_traced(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             code = status.split(" ", 1)[0]
-            if code.isdigit():
+            if code.isascii() and code.isdigit():
                 _record_response(span, int(code))
             return start_response(status, headers, exc_info)
 

@@ -39,7 +39,8 @@ def time_ns(value: str | None, name: str, *, now_ns: int | None = None) -> int |
     if value is None or value == "":
         return None
     text = value.strip()
-    if text.lstrip("-").isdigit():
+    digits = text.removeprefix("-")
+    if digits.isascii() and digits.isdigit():  # "³".isdigit() too, which int() refuses
         number = int(text)
         if not -(2**63) <= number < 2**63:
             raise bad(name, "nanoseconds must fit in 64 bits")

@@ -64,14 +64,8 @@ class Service(Protocol):
 class Monitor:
     """tocsin in one object: `monitor.metrics`, `monitor.tracer`, `monitor.log`, `monitor.events`, storage."""
 
-    def __init__(
-        self,
-        config: Config | None = None,
-        *,
-        pm: PluginManager | None = None,
-        registries: Registries | None = None,
-        clock: Clock | None = None,
-    ) -> None:
+    def __init__(self, config: Config | None = None, *, pm: PluginManager | None = None,
+                 registries: Registries | None = None, clock: Clock | None = None) -> None:
         self.pm = pm or make_plugin_manager()
         self.registries = registries or build_registries(self.pm)
         self.config = config or load_config({}, registries=self.registries)
@@ -398,8 +392,8 @@ class Monitor:
             outcome = await BatchWriter(signal).write(records, writers[signal], now=time.monotonic())
             if metrics and outcome.written:
                 self.alerting.windows.observe(records)
-        if metrics and outcome.written:
-            await self.alerting.writers.announce(storage, records, leader=self.is_leader, now_ns=self.clock.now_ns())
+                await self.alerting.writers.announce(storage, records, leader=self.is_leader,
+                                                     now_ns=self.clock.now_ns())
         report_outcome(outcome, signal, metrics=self.metrics, emit=self.emit, now_ns=self.clock.now_ns)
         if outcome.kept:
             raise StorageUnavailable(f"storage did not take {outcome.kept} {signal} records: {outcome.error!r}")

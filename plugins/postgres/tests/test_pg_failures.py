@@ -32,6 +32,17 @@ async def test_a_nul_character_is_a_permanent_failure_that_cleaning_fixes(storag
     assert [hit.record.message for hit in page.items] == ["before\ufffdafter"]
 
 
+async def test_a_nul_in_a_query_finds_what_a_cleaned_write_stored_instead_of_failing(storage):
+    reasons: Counter[str] = Counter()
+    await storage.write_logs([sanitize(_log("cleaned", service="a\x00b"), reasons), _log("plain", service="ab")])
+    found = await storage.search_logs(LogQuery(service=["a\x00b"]))  # was a 500 through the API: a NUL in text
+    assert [hit.record.service for hit in found.items] == ["a\ufffdb"]
+    assert (await storage.search_logs(LogQuery(text="service:\x00"))).items == []
+    assert [hit.record.message for hit in (await storage.search_logs(LogQuery(text="-service:\x00"))).items] == [
+        "plain", "cleaned"]
+    assert await storage.get_alert("\x00") is None
+
+
 async def test_a_number_past_64_bits_is_a_permanent_failure(storage):
     with pytest.raises(UnstorableRecord):
         await storage.write_logs([LogRecord(time_ns=2**64, level="info", message="far")])

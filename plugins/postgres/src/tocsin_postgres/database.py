@@ -29,14 +29,14 @@ class PostgresDatabase(Database):
 
     def fetchall(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run a query; all rows."""
-        cursor = self.connection.execute(sql, args)
+        cursor = self.connection.execute(sql, as_stored(args))
         return cursor.fetchall() if cursor.description is not None else []
 
     def fetch_planned(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run a query planned for these very arguments, never prepared: psycopg prepares a statement after a few
         runs, and a prepared statement's generic plan cannot see how rare a searched word is (it would walk the
         whole primary key looking for a word found nowhere)."""
-        return self.connection.execute(sql, args, prepare=False).fetchall()
+        return self.connection.execute(sql, as_stored(args), prepare=False).fetchall()
 
     def execute(self, sql: str, args: Sequence[Any]) -> int:
         """Run a statement; rows changed."""
@@ -57,6 +57,29 @@ class PostgresDatabase(Database):
         with self.connection.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def as_stored(args: Sequence[Any]) -> Sequence[Any]:
+    """Query arguments as PostgreSQL stores text: its text cannot hold a NUL, so a write stores U+FFFD instead
+    (`tocsin.signals.sanitize`), and a NUL in a query's string (or list of strings) becomes U+FFFD too: the
+    query finds what such a write stored, and matches nothing else, instead of failing."""
+    if not any(_has_nul(arg) for arg in args):
+        return args
+    return [_nul_free(arg) for arg in args]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    return isinstance(value, list) and any(_has_nul(item) for item in value)
+
+
+def _nul_free(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_nul_free(item) for item in value]
+    return value
 
 
 def translate(error: BaseException, doing: str, dsn: Secret) -> BaseException:

@@ -41,6 +41,7 @@ async def test_a_nul_in_a_query_finds_what_a_cleaned_write_stored_instead_of_fai
     assert [hit.record.message for hit in (await storage.search_logs(LogQuery(text="-service:\x00"))).items] == [
         "plain", "cleaned"]
     assert await storage.get_alert("\x00") is None
+    assert await storage.delete_silence("\x00") is False
 
 
 async def test_a_number_past_64_bits_is_a_permanent_failure(storage):

@@ -40,7 +40,7 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, args: Sequence[Any]) -> int:
         """Run a statement; rows changed."""
-        return self.connection.execute(sql, args).rowcount
+        return self.connection.execute(sql, as_stored(args)).rowcount
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run a statement per row (psycopg pipelines them: one round trip for the batch)."""
@@ -60,9 +60,11 @@ class PostgresDatabase(Database):
 
 
 def as_stored(args: Sequence[Any]) -> Sequence[Any]:
-    """Query arguments as PostgreSQL stores text: its text cannot hold a NUL, so a write stores U+FFFD instead
-    (`tocsin.signals.sanitize`), and a NUL in a query's string (or list of strings) becomes U+FFFD too: the
-    query finds what such a write stored, and matches nothing else, instead of failing."""
+    """Statement arguments as PostgreSQL stores text: its text cannot hold a NUL, so a NUL in a string (or a list
+    of strings) becomes U+FFFD, as `tocsin.signals.sanitize` makes it for a batch whose write failed. A query
+    then finds what such a write stored and matches nothing else, a delete by such an id deletes nothing, and
+    a saved alert or silence keeps its other characters, instead of failing. (Bulk log rows go through COPY
+    and are cleaned by the batch writer, which counts them.)"""
     if not any(_has_nul(arg) for arg in args):
         return args
     return [_nul_free(arg) for arg in args]

@@ -151,6 +151,26 @@ async def test_spans_metric_labels_and_workflow_records_follow_the_same_rules(tm
         assert {signal for signal, _ in sanitized} == {"spans", "metrics", "workflows"}
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_histogram_series_with_a_bad_label_keeps_its_sketch_and_its_batch(tmp_path, backend):
+    """Cleaning a batch (here for one label that is not UTF-8) must leave the sketches' integer bucket keys
+    alone: they used to become strings, and the memory backend then dropped every rollup of the batch."""
+    monitor = sqlite_monitor(tmp_path) if backend == "sqlite" else make_monitor(config={
+        "storage": {"backend": "memory"}})
+    async with monitor:
+        for value in (0.1, 0.2, 0.4):
+            monitor.metrics.histogram("read_seconds").observe(value, file=NOT_UTF8)
+            monitor.metrics.histogram("read_seconds").observe(value * 10, file="plain.csv")
+        await monitor.flush()
+        series = await monitor.storage.query_metrics(MetricQuery(name="read_seconds", start_ns=0, end_ns=2**63 - 1,
+                                                                 aggregate="max", by=["file"]))
+        highest = {s.labels["file"]: [v for _, v in s.points] for s in series}
+        assert highest == {"plain.csv": [4.0], "r-\ufffd.csv": [0.4]}
+        p99 = await monitor.storage.query_metrics(MetricQuery(name="read_seconds", start_ns=0, end_ns=2**63 - 1,
+                                                              aggregate="p99", by=["file"]))
+        assert {s.labels["file"]: round(s.points[0][1], 1) for s in p99} == {"plain.csv": 2.0, "r-\ufffd.csv": 0.2}
+
+
 async def test_a_locked_database_is_a_transient_failure_the_batch_is_kept_and_written_later(tmp_path):
     import sqlite3
 

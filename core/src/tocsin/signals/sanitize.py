@@ -10,7 +10,10 @@ pays nothing (logs cut deep nesting when they are drained, with the same rule an
   fails a write for one, so there it is only replaced when the batch failed for another value);
 - an int outside [-2**63, 2**64 - 1] inside attributes, labels or params becomes its decimal text (`big_int`);
 - nesting deeper than `MAX_DEPTH` levels is cut to a placeholder (`nesting`);
-- any other value becomes its repr (`repr`).
+- any other value becomes its repr (`repr`);
+- a metric rollup's sketch is left as it is: it holds only numbers, its buckets keyed by int (a dict key
+  that is not text becomes its repr everywhere else, which turned the buckets into strings that no backend
+  could read back, and dropped every rollup of the batch on the memory backend).
 
 Each change is counted by its reason; `tocsin_records_sanitized_total{signal,reason}` shows the counts.
 """
@@ -23,6 +26,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from tocsin.models import Sketch
+
 MAX_DEPTH = 16
 INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 NESTED_TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
@@ -30,7 +35,7 @@ NESTED_TOO_DEEP = f"<nested deeper than {MAX_DEPTH} levels>"
 T = TypeVar("T")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_KEPT = (bool, float, bytes, type(None))
+_KEPT = (bool, float, bytes, type(None), Sketch)  # a rollup's sketch holds only numbers, keyed by int bucket
 
 
 def sanitize(record: T, reasons: Counter[str]) -> T:

@@ -8,9 +8,11 @@ waits) and then `wal_checkpoint(TRUNCATE)`, which waits at most CHECKPOINT_WAIT 
 snapshots to finish (new readers do not hold it up) and resets the WAL to zero bytes. When the passive
 checkpoint could not copy every frame, some reader holds an older snapshot: the truncating attempt is then
 made at most every `retry` seconds, which doubles after each failure (up to RETRY_MAX) and drops back after
-a success, so overlapping short readers cost a short wait now and then, and one long reader costs almost
-nothing. The WAL shrinks at the first commit after that reader is done; a warning is logged once when it
-passes four times the limit. tocsin's own reads end within `query_timeout`.
+a success, or sooner once the WAL has grown by another `wal_limit` since the failed attempt, so overlapping
+short readers cost a short wait now and then, one long reader costs one wait per `wal_limit` written, and
+a WAL past its limit grows by about one limit per failed attempt, however long the back-off. The WAL
+shrinks at the first commit after that reader is done; a warning is logged once when it passes four times
+the limit. tocsin's own reads end within `query_timeout`.
 
 Full-text index. FTS5 appends each transaction's rows as a new segment and merges segments as they pile up
 (about nine remain at a million rows). Every query seeks every segment, so after each retention sweep the
@@ -59,6 +61,7 @@ class Checkpointer:
         self.busy_timeout_ms = round(busy_timeout * 1000)
         self.retry = RETRY_MIN
         self.next_try = 0.0
+        self.next_size = 0  # the WAL size from which a truncation is tried again during the back-off
         self.warned = False
         self.checkpoints = 0
 
@@ -76,13 +79,14 @@ class Checkpointer:
         connection = db.connection
         _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         now = time.monotonic()
-        if frames != copied and now < self.next_try:
+        if frames != copied and now < self.next_try and size < self.next_size:
             return
         if self._truncate(connection):
             self.checkpoints += 1
             self.retry, self.warned = RETRY_MIN, False
             return
         self.next_try, self.retry = now + self.retry, min(2 * self.retry, RETRY_MAX)
+        self.next_size = size + self.limit
         if not self.warned and size > 4 * self.limit:
             self.warned = True
             log.warning(

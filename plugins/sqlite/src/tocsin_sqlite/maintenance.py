@@ -8,9 +8,10 @@ waits) and then `wal_checkpoint(TRUNCATE)`, which waits at most CHECKPOINT_WAIT 
 snapshots to finish (new readers do not hold it up) and resets the WAL to zero bytes. When the passive
 checkpoint could not copy every frame, some reader holds an older snapshot: the truncating attempt is then
 made at most every `retry` seconds, which doubles after each failure (up to RETRY_MAX) and drops back after
-a success, or sooner once the WAL has grown by another `wal_limit` since the failed attempt, so overlapping
-short readers cost a short wait now and then, one long reader costs one wait per `wal_limit` written, and
-a WAL past its limit grows by about one limit per failed attempt, however long the back-off. The WAL
+a success, or sooner once the WAL has grown by half again (at least by `wal_limit`) since the failed
+attempt: overlapping short readers cost a short wait now and then and let the WAL grow by about one limit
+per failed attempt, however long the back-off, while one long reader costs a wait each time the WAL grows
+by half (60 batches past a pinned reader: 1.17 s instead of 0.81). The WAL
 shrinks at the first commit after that reader is done; a warning is logged once when it passes four times
 the limit. tocsin's own reads end within `query_timeout`.
 
@@ -86,7 +87,7 @@ class Checkpointer:
             self.retry, self.warned = RETRY_MIN, False
             return
         self.next_try, self.retry = now + self.retry, min(2 * self.retry, RETRY_MAX)
-        self.next_size = size + self.limit
+        self.next_size = size + max(self.limit, size // 2)
         if not self.warned and size > 4 * self.limit:
             self.warned = True
             log.warning(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -190,6 +191,38 @@ async def test_overlapping_readers_do_not_let_the_wal_grow_without_bound(tmp_pat
         stop.set()
         for thread in threads:
             thread.join()
+        await storage.close()
+
+
+async def test_past_a_pinned_reader_truncation_is_tried_again_each_time_the_wal_grows_by_half(tmp_path):
+    """During the back-off after a failed truncation, the WAL's growth (by half again, at least one limit)
+    brings the next try, not only the clock: here the clock never would (a back-off of an hour)."""
+    path = tmp_path / "t.db"
+    storage = SQLiteStorage(config(path, wal_limit_mb=1))
+    await storage.open()
+    checkpointer = storage._checkpointer
+    tried: list[int] = []
+    truncate = checkpointer._truncate
+
+    def counted(connection):
+        tried.append(_wal_size(path))
+        return truncate(connection)
+
+    checkpointer._truncate = counted
+    try:
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM logs").fetchone()  # pins the WAL: every truncation fails
+        checkpointer.retry = 3600.0
+        for batch in range(40):
+            await storage.write_logs([log(f"{'payload ' * 20} {batch} {n}", batch * 1000 + n) for n in range(500)])
+        final = _wal_size(path)
+        reader.execute("COMMIT")
+        reader.close()
+        assert final > 8 * 2**20 and len(tried) >= 4
+        assert all(later >= max(1.5 * earlier, earlier + 2**20) for earlier, later in itertools.pairwise(tried))
+        assert tried[-1] * 1.5 > final - 2**20  # none skipped: the last try was within one step of the end
+    finally:
         await storage.close()
 
 
